@@ -1,0 +1,51 @@
+# sobench: `make demo` and `make test` each set up everything they need on a fresh machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+DEBIAN_FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+DEMO_OPTIMIZERS ?= sgd,adam
+
+.DEFAULT_GOAL := help
+.PHONY: help install data demo test test-slow lint format clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(INSTALLED) ## create .venv and install sobench with its dev tools
+
+data: $(INSTALLED) ## get Fashion-MNIST (Debian's dataset-fashion-mnist when apt is there, else torchvision)
+	@if [ ! -f $(DEBIAN_FASHION_MNIST) ] && command -v apt-get >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=skip; fi; \
+	  if [ "$$SUDO" != skip ]; then \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null \
+	      || echo "apt-get could not install dataset-fashion-mnist; trying torchvision's download"; \
+	  fi; \
+	fi
+	$(PYTHON) -m data.fetch fashion_mnist
+
+demo: data ## train the Fashion-MNIST autoencoder with each optimizer, print the table, draw the figure
+	$(PYTHON) -m runners.train -m experiment=demo optimizer=$(DEMO_OPTIMIZERS)
+	$(PYTHON) -m analysis.compare runs/demo --figure figures/demo.png
+
+test: lint data ## lint, then run the test suite (without the tests marked slow)
+	$(PYTHON) -m pytest -m "not slow and not gpu" -q
+
+test-slow: data ## run the slow tests (real-data training comparisons)
+	$(PYTHON) -m pytest -m slow -q
+
+lint: $(INSTALLED) ## ruff lint and format check
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format: $(INSTALLED) ## ruff format and fix
+	$(PYTHON) -m ruff format .
+	$(PYTHON) -m ruff check --fix .
+
+clean: ## remove run records, figures and caches (keeps .venv and datasets)
+	rm -rf runs figures .pytest_cache .ruff_cache

@@ -1,0 +1,91 @@
+"""Negative log-likelihoods of the test problems, with sampling for the "true" Fisher.
+
+Each loss is the mean over the mini-batch of the per-example loss summed over outputs, the
+papers' convention:
+- cross-entropy: -log softmax(z)_y;
+- Bernoulli: binary cross-entropy with logits, summed over outputs (MNIST, CURVES, Fashion-MNIST
+  autoencoders);
+- Gaussian: 0.5 * ||z - y||^2, summed over outputs (FACES autoencoder): the negative
+  log-density of N(z, I) up to a constant.
+
+`sample(outputs)` draws targets from the model's own predictive distribution, one per example
+(Categorical(softmax z), Bernoulli(sigmoid z), Normal(z, I)). Backpropagating the loss at those
+targets gives the sampled-Fisher gradients of optimizers.md; the draw uses torch's global
+random state, which run checkpoints save and restore.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.distributions import Bernoulli, Categorical, Normal
+
+
+class Likelihood(ABC):
+    """loss(outputs, targets) -> scalar mean-over-batch loss; sample(outputs) -> targets."""
+
+    name: str
+
+    @abstractmethod
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def sample(self, outputs: Tensor) -> Tensor: ...
+
+    def correct(self, outputs: Tensor, targets: Tensor) -> Tensor | None:
+        """Number of correct predictions in the batch, for likelihoods that have classes."""
+        return None
+
+
+class CrossEntropy(Likelihood):
+    name = "cross_entropy"
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(outputs, targets)
+
+    @torch.no_grad()
+    def sample(self, outputs: Tensor) -> Tensor:
+        return Categorical(logits=outputs.detach()).sample()
+
+    def correct(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return (outputs.argmax(dim=1) == targets).sum()
+
+
+class BernoulliLikelihood(Likelihood):
+    name = "bernoulli"
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        summed = F.binary_cross_entropy_with_logits(outputs, targets, reduction="sum")
+        return summed / outputs.shape[0]
+
+    @torch.no_grad()
+    def sample(self, outputs: Tensor) -> Tensor:
+        return Bernoulli(logits=outputs.detach()).sample()
+
+
+class GaussianLikelihood(Likelihood):
+    name = "gaussian"
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return 0.5 * (outputs - targets).pow(2).sum() / outputs.shape[0]
+
+    @torch.no_grad()
+    def sample(self, outputs: Tensor) -> Tensor:
+        return Normal(outputs.detach(), 1.0).sample()
+
+
+LIKELIHOODS: dict[str, type[Likelihood]] = {
+    cls.name: cls for cls in (CrossEntropy, BernoulliLikelihood, GaussianLikelihood)
+}
+
+
+def make_likelihood(name: str) -> Likelihood:
+    try:
+        return LIKELIHOODS[name]()
+    except KeyError:
+        raise ValueError(
+            f"Unknown likelihood {name!r}; choose from {sorted(LIKELIHOODS)}"
+        ) from None

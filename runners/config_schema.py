@@ -1,0 +1,122 @@
+"""Typed schemas for the Hydra config tree, registered in Hydra's ConfigStore.
+
+Every group whose keys are fixed by the harness (trainer, dataset, logger, paths and the top
+level) is a dataclass here, so a misspelt key or a value of the wrong type, in a YAML file or
+on the command line, fails at composition time with Hydra's own message, before anything runs.
+
+The optimizer and model groups are open: their keys are the constructor arguments of the
+`_target_` class, so any torch.optim optimizer runs from a config file alone. Those keys are
+checked against the constructor's signature at start-up instead (`runners.build`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from models.task import LikelihoodName, Task
+
+__all__ = ["Config", "DatasetConfig", "LikelihoodName", "Task", "TrainerConfig"]
+
+
+class LRSchedule(str, Enum):
+    """Learning-rate schedules the runner applies once per epoch."""
+
+    constant = "constant"
+    step = "step"  # multiply by lr_decay_factor at each epoch in lr_decay_epochs
+    cosine = "cosine"  # cosine annealing to 0 over max_epochs
+
+
+class WandbMode(str, Enum):
+    auto = "auto"  # online when an account is configured, offline otherwise
+    online = "online"
+    offline = "offline"
+
+
+@dataclass
+class TrainerConfig:
+    """The training loop: budget, schedule, evaluation, logging and checkpoint cadence.
+
+    A run stops at whichever budget is reached first; at least one must be set.
+    """
+
+    batch_size: int = 1000
+    max_epochs: int | None = 10
+    # The papers' autoencoder budget is training seconds (500 s for MNIST). The clock counts
+    # training steps only, synchronised on GPU; evaluation and warm start are outside it.
+    max_time_s: float | None = None
+    lr_schedule: LRSchedule = LRSchedule.constant
+    lr_decay_epochs: list[int] = field(default_factory=list)
+    lr_decay_factor: float = 0.1
+    eval_every_epochs: int = 1
+    eval_batch_size: int = 2000
+    log_every_steps: int = 10
+    loss_ema_decay: float = 0.9  # train/loss_ema <- decay * ema + (1 - decay) * loss (TNT code)
+    checkpoint_every_epochs: int = 1
+    # Optimizers with a warm_start() method (curvature statistics at the initial weights)
+    # get this many batches before step 0; null means one full pass over the training set.
+    warm_start_batches: int | None = None
+    force: bool = False  # rerun a run whose record says completed or diverged
+
+
+@dataclass
+class DatasetConfig:
+    """A data set: where it comes from and which problems it can pose.
+
+    The model builder reads `input_shape` and `num_classes`, so a model is never configured
+    twice. A classifier needs `num_classes`; an autoencoder needs a
+    `reconstruction_likelihood`; a pairing the data set cannot serve is refused at start-up.
+    """
+
+    source: str = MISSING  # a key of data.sources.SOURCES
+    input_shape: list[int] = field(default_factory=lambda: [1, 28, 28])
+    num_classes: int | None = None  # null: the data set has no labels
+    reconstruction_likelihood: LikelihoodName | None = None  # null: no autoencoders
+    # Use the first train_size / test_size examples (all when null). For `synthetic` these
+    # are the sizes generated.
+    train_size: int | None = None
+    test_size: int | None = None
+    seed: int = 0  # synthetic data only: the data are fixed by this seed, not the run seed
+    download: bool = True  # allow torchvision to download when the files are missing
+
+
+@dataclass
+class LoggerConfig:
+    """Weights & Biases settings. Local run records are written whatever this says."""
+
+    wandb: bool = True
+    mode: WandbMode = WandbMode.auto
+    project: str = "sobench"
+    entity: str | None = None
+
+
+@dataclass
+class PathsConfig:
+    """Where things live. Not part of a run's identity (see runners.run_identity)."""
+
+    runs_dir: str = "runs"
+    data_dir: str = "datasets"
+
+
+@dataclass
+class Config:
+    """The top level. `model` and `optimizer` are open groups (their `_target_` decides)."""
+
+    seed: int = 0
+    device: str = "auto"  # auto: cuda when available, else cpu
+    model: Any = MISSING
+    dataset: DatasetConfig = MISSING
+    optimizer: Any = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def register_configs() -> None:
+    """Store the top-level schema. conf/config.yaml lists `base_config` first in its defaults,
+    so every group file merges onto a typed node and is validated as it merges."""
+    ConfigStore.instance().store(name="base_config", node=Config)

@@ -1,0 +1,76 @@
+"""A run's identity: which directory it records into, its W&B id and its W&B group.
+
+A run is identified by what decides its result: the resolved config without the settings that
+only say where things go or how they are reported (the logger, the paths, `trainer.force`,
+the checkpoint cadence). Rerunning a command therefore finds its own directory again, which
+is how a killed run resumes and a completed one is skipped, on one machine or on a cluster.
+
+The W&B group hashes the same config without the seed, so the seeds of one setting are one
+group in the W&B interface.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+# Top-level nodes that do not change what a run computes.
+NOT_IDENTITY_NODES = ("hydra", "logger", "paths")
+# trainer keys that do not change what a run computes.
+NOT_IDENTITY_TRAINER_KEYS = ("force", "checkpoint_every_epochs")
+
+DEFAULT_EXPERIMENT = "default"
+ID_LENGTH = 10
+
+
+def identity_dict(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain data, without the nodes that are not part of the identity."""
+    plain = {
+        str(key): OmegaConf.to_container(cfg[key], resolve=True, enum_to_str=True)
+        if OmegaConf.is_config(cfg[key])
+        else cfg[key]
+        for key in cfg
+        if key not in NOT_IDENTITY_NODES
+    }
+    trainer = plain.get("trainer")
+    if isinstance(trainer, dict):
+        for key in NOT_IDENTITY_TRAINER_KEYS:
+            trainer.pop(key, None)
+    return plain
+
+
+def _short_hash(data: Any) -> str:
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:ID_LENGTH]
+
+
+def run_id(cfg: DictConfig, experiment: str) -> str:
+    """Short hash of the experiment name and the identity config."""
+    return _short_hash({"experiment": experiment, "config": identity_dict(cfg)})
+
+
+def group_id(cfg: DictConfig, experiment: str) -> str:
+    """Like run_id but without the seed: every seed of one setting shares it."""
+    data = identity_dict(cfg)
+    data.pop("seed", None)
+    return _short_hash({"experiment": experiment, "config": data})
+
+
+def experiment_name(choices: Any) -> str:
+    """The chosen experiment config's name, from hydra.runtime.choices."""
+    chosen = choices.get("experiment") if choices is not None else None
+    return str(chosen) if chosen not in (None, "null") else DEFAULT_EXPERIMENT
+
+
+def _run_path_resolver(*, _root_: DictConfig) -> str:
+    """`${sobench_run_path:}`: "<experiment>/<run_id>", evaluated by Hydra per job."""
+    experiment = experiment_name(OmegaConf.select(_root_, "hydra.runtime.choices"))
+    return f"{experiment}/{run_id(_root_, experiment)}"
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("sobench_run_path"):
+        OmegaConf.register_new_resolver("sobench_run_path", _run_path_resolver)

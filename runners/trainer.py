@@ -1,0 +1,290 @@
+"""The training loop: budget, clock, evaluation, logging, divergence and checkpoints.
+
+One step is `optimizer.step(StepClosure(...))` inside the training clock (runners.clock).
+Between steps, outside the clock: evaluation once per `eval_every_epochs` (full training loss
+and test loss, accuracy for classifiers), metric records, checkpoints. Before step 0, also
+outside the clock: an evaluation at the initial weights (so curves start at epoch 0, time 0)
+and, for optimizers that define `warm_start(closures)`, the warm-start pass over
+`warm_start_batches` mini-batches (timed separately as `time/warm_start_s`).
+
+Metric names (fixed; the analysis reads them):
+    every log_every_steps steps: step, epoch, train/loss, train/loss_ema, time/train_s, lr
+    every evaluation, also: train/full_loss, test/loss, test/accuracy and train/accuracy
+        (classifiers), time/process_s, time/eval_s, time/warm_start_s, mem/peak_bytes,
+        time/phase/<phase>_s (optimizers.phases)
+`step` counts optimizer steps; `epoch` is step / steps_per_epoch; times are cumulative.
+
+A non-finite training loss ends the run with status `diverged`: recorded, closed, and not an
+error, so a sweep goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from optimizers.phases import PHASES, phase
+from runners.build import BuiltRun
+from runners.checkpoint import random_states, restore_random_states, save_checkpoint
+from runners.clock import StepClock, timed_outside_training
+from runners.closure import StepClosure
+from runners.config_schema import TrainerConfig
+from runners.evaluate import evaluate
+from runners.memory import peak_memory_bytes, reset_peak_memory
+from runners.records import COMPLETED, DIVERGED, RUNNING, RunRecords
+
+log = logging.getLogger(__name__)
+
+# best value of a metric = min or max over the run's evaluations
+BEST_OF: dict[str, Callable[[float, float], float]] = {
+    "train/full_loss": min,
+    "test/loss": min,
+    "train/loss_ema": min,
+    "test/accuracy": max,
+    "train/accuracy": max,
+}
+
+
+@dataclass
+class Progress:
+    """How far a run got: what a checkpoint restores besides model and optimizer."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0
+    loss_ema: float | None = None
+    eval_s: float = 0.0
+    warm_start_s: float = 0.0
+    metric_lines: int = 0
+    best: dict[str, float] = field(default_factory=dict)
+    final: dict[str, Any] = field(default_factory=dict)
+    diverged_at_step: int | None = None
+
+
+class Trainer:
+    def __init__(
+        self,
+        built: BuiltRun,
+        cfg: TrainerConfig,
+        records: RunRecords,
+        identity: dict[str, Any],
+        sinks: list[Any] | None = None,
+    ) -> None:
+        self.built, self.cfg, self.records = built, cfg, records
+        self.identity = identity
+        self.sinks = sinks or []
+        self.clock = StepClock(built.device)
+        self.progress = Progress()
+        self.resumed = False
+
+    # ----------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        scheduler = self.built.scheduler
+        return {
+            "model": self.built.model.state_dict(),
+            "optimizer": self.built.optimizer.state_dict(),
+            "scheduler": None if scheduler is None else scheduler.state_dict(),
+            "progress": asdict(self.progress),
+            "clock": self.clock.state_dict(),
+            "random": random_states(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint; metric records written after it are dropped."""
+        self.built.model.load_state_dict(state["model"])
+        self.built.optimizer.load_state_dict(state["optimizer"])
+        if self.built.scheduler is not None and state["scheduler"] is not None:
+            self.built.scheduler.load_state_dict(state["scheduler"])
+        self.progress = Progress(**state["progress"])
+        self.clock.load_state_dict(state["clock"])
+        restore_random_states(state["random"])
+        self.records.truncate_metrics(self.progress.metric_lines)
+        self.resumed = True
+
+    # ----------------------------------------------------------------------------- loop
+    def train(self) -> str:
+        """Train until the budget is spent; returns the final status."""
+        reset_peak_memory(self.built.device)
+        self.write_summary(RUNNING)
+        if not self.resumed:
+            self._warm_start()
+            if not self._evaluate_and_log():
+                return self._finish(DIVERGED)
+        while not self._budget_spent():
+            epoch_completed = self._train_epoch()
+            if self.progress.diverged_at_step is not None:
+                return self._finish(DIVERGED)
+            if epoch_completed:
+                self.progress.epoch += 1
+                if self.built.scheduler is not None:
+                    self.built.scheduler.step()
+            last = self._budget_spent()
+            evaluate_now = last or self.progress.epoch % self.cfg.eval_every_epochs == 0
+            if evaluate_now and not self._evaluate_and_log():
+                return self._finish(DIVERGED)
+            if last or self.progress.epoch % self.cfg.checkpoint_every_epochs == 0:
+                save_checkpoint(self.records.checkpoint_path, self.state_dict())
+                self.write_summary(RUNNING)
+        return self._finish(COMPLETED)
+
+    def _budget_spent(self) -> bool:
+        epochs_spent = (
+            self.cfg.max_epochs is not None and self.progress.epoch >= self.cfg.max_epochs
+        )
+        return epochs_spent or self._time_spent()
+
+    def _time_spent(self) -> bool:
+        return self.cfg.max_time_s is not None and self.clock.train_s >= self.cfg.max_time_s
+
+    def _train_epoch(self) -> bool:
+        """One epoch of steps; False when it stopped early (time budget or divergence)."""
+        built, batches = self.built, self.built.batches
+        permutation = None
+        for index in range(batches.steps_per_epoch):
+            with self.clock.step():
+                with phase("data"):
+                    if permutation is None:
+                        permutation = batches.permutation(self.progress.epoch)
+                    inputs, targets = batches.batch(permutation, index)
+                closure = StepClosure(built.model, built.likelihood, inputs, targets)
+                loss = built.optimizer.step(closure)
+            if loss is None:
+                raise TypeError(
+                    f"{type(built.optimizer).__name__}.step(closure) returned None; "
+                    "it must return the closure's loss, as torch.optim does"
+                )
+            self.progress.step += 1
+            if not self._record_loss(float(loss)):
+                return False
+            if self._time_spent():
+                return False
+        return True
+
+    def _record_loss(self, loss: float) -> bool:
+        """Update the loss EMA and log every log_every_steps; False when the loss diverged."""
+        decay, ema = self.cfg.loss_ema_decay, self.progress.loss_ema
+        self.progress.loss_ema = loss if ema is None else decay * ema + (1.0 - decay) * loss
+        finite = math.isfinite(loss)
+        if not finite:
+            self.progress.diverged_at_step = self.progress.step
+            log.warning(
+                "non-finite training loss %s at step %d: run diverged", loss, self.progress.step
+            )
+        if not finite or self.progress.step % self.cfg.log_every_steps == 0:
+            self._log({**self._position(), "train/loss": loss, **self._loss_ema_and_clock()})
+        return finite
+
+    def _warm_start(self) -> None:
+        warm_start = getattr(self.built.optimizer, "warm_start", None)
+        if warm_start is None:
+            return
+        batches = self.built.batches
+        count = self.cfg.warm_start_batches or batches.steps_per_epoch
+        permutation = batches.permutation(-1)  # an order of its own, not epoch 0's
+
+        def closures() -> Iterator[StepClosure]:
+            for index in range(count):
+                inputs, targets = batches.batch(permutation, index % batches.steps_per_epoch)
+                yield StepClosure(self.built.model, self.built.likelihood, inputs, targets)
+
+        totals = {"warm_start_s": self.progress.warm_start_s}
+        with timed_outside_training(self.built.device, totals, "warm_start_s"):
+            warm_start(closures())
+        self.progress.warm_start_s = totals["warm_start_s"]
+
+    def _evaluate_and_log(self) -> bool:
+        """Evaluate outside the clock and log the epoch record; False when the loss is not
+        finite (the run diverged)."""
+        built = self.built
+        totals = {"eval_s": self.progress.eval_s}
+        with timed_outside_training(built.device, totals, "eval_s"):
+            batch = self.cfg.eval_batch_size
+            train = evaluate(built.model, built.likelihood, built.train_eval, batch)
+            test = evaluate(built.model, built.likelihood, built.test_eval, batch)
+        self.progress.eval_s = totals["eval_s"]
+        record: dict[str, Any] = {**self._position(), "train/full_loss": train["loss"]}
+        record["test/loss"] = test["loss"]
+        if "accuracy" in test:
+            record["test/accuracy"] = test["accuracy"]
+            record["train/accuracy"] = train["accuracy"]
+        record.update(self._loss_ema_and_clock())
+        record["time/process_s"] = self.clock.process_s
+        record["time/eval_s"] = self.progress.eval_s
+        record["time/warm_start_s"] = self.progress.warm_start_s
+        record["mem/peak_bytes"] = peak_memory_bytes(built.device)
+        for name in PHASES:
+            record[f"time/phase/{name}_s"] = self.clock.phase_s.get(name, 0.0)
+        self._update_best(record)
+        self.progress.final = record
+        self._log(record)
+        log.info(
+            "epoch %.2f step %d: train/full_loss %.5g test/loss %.5g%s time/train_s %.1f",
+            record["epoch"],
+            record["step"],
+            record["train/full_loss"],
+            record["test/loss"],
+            f" test/accuracy {record['test/accuracy']:.4f}" if "test/accuracy" in record else "",
+            record["time/train_s"],
+        )
+        if not math.isfinite(train["loss"]):
+            self.progress.diverged_at_step = self.progress.step
+            return False
+        return True
+
+    # ----------------------------------------------------------------------------- records
+    def _position(self) -> dict[str, Any]:
+        steps_per_epoch = self.built.batches.steps_per_epoch
+        return {"step": self.progress.step, "epoch": self.progress.step / steps_per_epoch}
+
+    def _loss_ema_and_clock(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        if self.progress.loss_ema is not None:
+            values["train/loss_ema"] = self.progress.loss_ema
+        values["time/train_s"] = self.clock.train_s
+        values["lr"] = self.built.optimizer.param_groups[0]["lr"]
+        return values
+
+    def _update_best(self, record: dict[str, Any]) -> None:
+        for key, better in BEST_OF.items():
+            value = record.get(key)
+            if value is None or not math.isfinite(value):
+                continue
+            previous = self.progress.best.get(key)
+            self.progress.best[key] = value if previous is None else better(previous, value)
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self.records.append_metrics(record)
+        self.progress.metric_lines += 1
+        for sink in self.sinks:
+            sink.log(record)
+
+    def summary_fields(self, status: str) -> dict[str, Any]:
+        steps = self.progress.step
+        return {
+            "status": status,
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "epochs": self.progress.epoch,
+            "steps": steps,
+            "steps_per_epoch": self.built.batches.steps_per_epoch,
+            "diverged_at_step": self.progress.diverged_at_step,
+            "final": self.progress.final,
+            "best": self.progress.best,
+            "time": {
+                "train_s": self.clock.train_s,
+                "process_s": self.clock.process_s,
+                "eval_s": self.progress.eval_s,
+                "warm_start_s": self.progress.warm_start_s,
+                "per_step_s": self.clock.train_s / steps if steps else None,
+                "phases_s": dict(self.clock.phase_s),
+            },
+        }
+
+    def write_summary(self, status: str, **extra: Any) -> None:
+        self.records.write_summary({**self.identity, **self.summary_fields(status), **extra})
+
+    def _finish(self, status: str) -> str:
+        self.write_summary(status)
+        return status

@@ -1,0 +1,80 @@
+"""Mirror of the run records in Weights & Biases.
+
+Mode: `logger.mode=auto` is online when an account is configured (WANDB_API_KEY, or a
+`wandb login` entry in ~/.netrc) and offline otherwise, so a run never prompts or hangs;
+WANDB_MODE, when set, wins. Offline runs are written under the run directory
+(<run_dir>/wandb/offline-run-*) and can be uploaded later with `wandb sync`.
+
+Identity: the W&B run id is the harness's run id (so a resumed run continues its W&B run),
+the group hashes the config without the seed (the seeds of a setting are one group), and the
+tags are the optimizer, model and data set. Every run is finished before the next starts, so
+the jobs of a multirun never merge.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from runners.config_schema import LoggerConfig, WandbMode
+
+DEFAULT_HOST = "https://api.wandb.ai"
+
+
+def account_configured() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", DEFAULT_HOST)).hostname
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_mode(requested: WandbMode) -> str:
+    from_environment = os.environ.get("WANDB_MODE")
+    if from_environment:
+        return from_environment
+    if requested == WandbMode.auto:
+        return "online" if account_configured() else "offline"
+    return requested.value
+
+
+class WandbSink:
+    def __init__(
+        self,
+        cfg: LoggerConfig,
+        run_dir: Path,
+        wandb_id: str,
+        group: str,
+        name: str,
+        tags: list[str],
+        config: dict[str, Any],
+    ) -> None:
+        import wandb
+
+        self.mode = resolve_mode(cfg.mode)
+        self.run = wandb.init(
+            project=cfg.project,
+            entity=cfg.entity,
+            dir=str(run_dir),
+            id=wandb_id,
+            resume="allow",
+            group=group,
+            name=name,
+            tags=tags,
+            config=config,
+            mode=self.mode,
+            settings=wandb.Settings(console="off", silent=True),
+        )
+
+    def log(self, record: dict[str, Any]) -> None:
+        values = {key: value for key, value in record.items() if key != "step"}
+        self.run.log(values, step=int(record["step"]))
+
+    def close(self, status: str, summary: dict[str, Any]) -> None:
+        self.run.summary.update({"status": status, **summary})
+        self.run.finish(exit_code=0 if status in ("completed", "diverged") else 1)
