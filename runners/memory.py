@@ -35,3 +35,21 @@ def peak_memory_bytes(device: torch.device) -> int:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def tensor_bytes(value: object) -> int:
+    """Bytes of all tensors in a nested structure of dicts, lists and tuples."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(tensor_bytes(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(tensor_bytes(item) for item in value)
+    return 0
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Memory held in optimizer.state: momentum buffers, curvature factors, inverses. Methods
+    keep all their state there (it is also what state_dict saves), so this is comparable
+    across every optimizer, torch.optim's included."""
+    return tensor_bytes(dict(optimizer.state))

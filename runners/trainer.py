@@ -34,7 +34,7 @@ from runners.clock import StepClock, timed_outside_training
 from runners.closure import StepClosure
 from runners.config_schema import TrainerConfig
 from runners.evaluate import evaluate
-from runners.memory import peak_memory_bytes, reset_peak_memory
+from runners.memory import optimizer_state_bytes, peak_memory_bytes, reset_peak_memory
 from runners.records import COMPLETED, DIVERGED, RUNNING, RunRecords
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,7 @@ class Trainer:
         record["time/eval_s"] = self.progress.eval_s
         record["time/warm_start_s"] = self.progress.warm_start_s
         record["mem/peak_bytes"] = peak_memory_bytes(built.device)
+        record["mem/optimizer_state_bytes"] = optimizer_state_bytes(built.optimizer)
         for name in PHASES:
             record[f"time/phase/{name}_s"] = self.clock.phase_s.get(name, 0.0)
         self._update_best(record)
