@@ -180,6 +180,22 @@ class CurvatureOptimizer(torch.optim.Optimizer):
             self.state[SCHEDULE]["inverse_failures"] += 1
         return result
 
+    def _statistic_gradients(
+        self, closure: Callable[[], Tensor], fisher: Fisher
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """Run the closure; return its loss and (parameter, mini-batch gradient) pairs for the
+        statistics: at labels sampled from the model (a second backward pass through the
+        retained graph, leaving `.grad` the true-label gradient the update uses), or the
+        true-label gradient itself (fisher=empirical)."""
+        sampled = fisher == Fisher.sampled
+        loss = call_closure(closure, retain_graph=sampled)
+        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+        if not sampled:
+            return loss, [(p, p.grad) for p in params]  # type: ignore[misc]
+        method = type(self).__name__
+        gradients = torch.autograd.grad(sampled_loss(closure, method), params, allow_unused=True)
+        return loss, [(p, g) for p, g in zip(params, gradients, strict=True) if g is not None]
+
     # --------------------------------------------------------------------- public
     @property
     def inverse_failures(self) -> int:

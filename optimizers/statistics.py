@@ -1,16 +1,24 @@
-"""Running averages of curvature statistics.
+"""Running averages of curvature statistics, S <- decay*S + (1-decay)*S_hat.
 
-    S <- keep*S + add*X^T X
+decay = 0 (or no S yet) sets S = S_hat. Gram-matrix estimates are fused into one in-place
+matrix product (torch.addmm), so refreshing a factor makes no temporary of its size:
 
-fused into one in-place matrix product (torch.addmm), so refreshing a factor makes no
-temporary of its size. An exponential average with decay rho and estimate S_hat = scale*X^T X
-is keep = rho, add = (1-rho)*scale; keep = 0 (or no S yet) sets S = add*X^T X.
+    accumulate_gram(S, X, keep, add)  S <- keep*S + add*X^T X
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+
+def update_average(average: Tensor | None, estimate: Tensor, decay: float) -> Tensor:
+    """decay*average + (1-decay)*estimate, in place when `average` exists."""
+    if average is None:
+        return estimate.clone()
+    if decay == 0.0:
+        return average.copy_(estimate)
+    return average.mul_(decay).add_(estimate, alpha=1.0 - decay)
 
 
 def accumulate_gram(average: Tensor | None, rows: Tensor, keep: float, add: float) -> Tensor:

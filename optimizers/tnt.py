@@ -28,10 +28,9 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from optimizers.base import CurvatureOptimizer, Fisher, call_closure, parse_choice, sampled_loss
+from optimizers.base import CurvatureOptimizer, Fisher, parse_choice
 from optimizers.linalg import damped_inverse, damping_only
 from optimizers.statistics import accumulate_gram_average
 from optimizers.tensor_modes import ConvReshape, mode_shape, precondition, unfolding
@@ -103,16 +102,8 @@ class TNT(CurvatureOptimizer):
         )
 
     def _statistics_step(self, closure: Callable[[], Tensor], decay: float) -> Tensor:
-        sampled = self.fisher == Fisher.sampled
-        loss = call_closure(closure, retain_graph=sampled)
-        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
-        if sampled:
-            gradients = torch.autograd.grad(sampled_loss(closure, "TNT"), params, allow_unused=True)
-        else:
-            gradients = tuple(p.grad for p in params)
-        for p, gradient in zip(params, gradients, strict=True):
-            if gradient is None:
-                continue
+        loss, gradients = self._statistic_gradients(closure, self.fisher)
+        for p, gradient in gradients:
             tensor = gradient.reshape(mode_shape(p.shape, self.conv_reshape))
             state = self.state[p]
             factors = state.get(FACTORS, [None] * tensor.dim())
