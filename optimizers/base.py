@@ -130,7 +130,8 @@ class CurvatureOptimizer(torch.optim.Optimizer):
         warm_start: bool,
         **method_defaults: Any,
     ) -> None:
-        check_non_negative("learning rate", lr)
+        if not lr >= 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")  # torch.optim's wording
         check_fraction("momentum", momentum)
         check_fraction("momentum_dampening", momentum_dampening)
         check_non_negative("weight_decay", weight_decay)
