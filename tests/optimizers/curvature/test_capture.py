@@ -169,21 +169,30 @@ class SmallResNet(nn.Module):
         return self.head(self.blocks(self.stem(x)))
 
 
-def test_hooks_fire_on_every_registered_layer_of_a_residual_conv_net() -> None:
-    model = SmallResNet()
-    with pytest.warns(UnsupportedLayerWarning, match=r"BatchNorm2d x5"):
+def assert_every_layer_records(
+    model: nn.Module, batch: tuple[Tensor, Tensor], layers: int, batch_norms: int
+) -> None:
+    """KFAC on `model` hooks every Conv2d and Linear (`layers` of them), lists the BatchNorm
+    layers once at start-up, and on a step every hooked layer records activations and
+    non-zero output gradients (a layer whose hooks did not fire would raise)."""
+    with pytest.warns(UnsupportedLayerWarning, match=rf"BatchNorm2d x{batch_norms} "):
         optimizer = KFAC(model.parameters(), model=model, warm_start=False)
     capture = optimizer.capture
     expected = [name for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert [layer.name for layer in capture.layers] == expected
-    assert len(expected) == 8  # stem, 2 x 2 block convs, the 1x1 shortcut, 2 Linear
-    batch = (torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 4]))
+    assert len(expected) == layers
     recorded_step(capture, model, batch, sampled=True)
     capture.check_complete()
     for layer in capture.layers:
-        assert layer.activations().shape[0] == 4
+        assert layer.activations().shape[0] == batch[0].shape[0]
         assert layer.output_gradients().abs().sum() > 0, layer.name
-    optimizer.step(closure_for(model, batch))  # the real step checks the same and steps
+    optimizer.step(closure_for(model, batch))  # the real step checks the same, then steps
+
+
+def test_hooks_fire_on_every_registered_layer_of_a_residual_conv_net() -> None:
+    batch = (torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 4]))
+    # stem, 2 x 2 block convs, the 1x1 shortcut, 2 Linear; BatchNorm after every conv but one
+    assert_every_layer_records(SmallResNet(), batch, layers=8, batch_norms=5)
 
 
 def test_nothing_is_recorded_off_schedule_in_eval_mode_or_without_grad() -> None:
