@@ -27,6 +27,9 @@ Note: the momentum buffer starts at 0 (the papers' code), so with momentum_dampe
 first step is (1 - dampening)*g; torch.optim.SGD starts its buffer at g. With dampening 0
 (the default) the two agree exactly.
 
+A non-finite loss from the closure changes nothing (no statistics, no update) and is returned,
+so the runner records the divergence; the weights never become NaN through a step.
+
 All state lives in `self.state` (so state_dict round trips and the runner reports its size):
 per parameter as in torch.optim, and the schedule under the key "schedule".
 """
@@ -97,8 +100,18 @@ def sampled_loss(closure: Callable[[], Tensor], method: str) -> Tensor:
     return sample()
 
 
-def call_closure(closure: Callable[[], Tensor], retain_graph: bool) -> Tensor:
-    """Run the closure, keeping its graph for a second backward pass when asked."""
+class NonFiniteLoss(Exception):
+    """The closure's loss is not finite: no statistics can be computed from it and no update
+    is made; `step` returns the loss so that the runner records the divergence."""
+
+    def __init__(self, loss: Tensor) -> None:
+        super().__init__(f"non-finite loss {float(loss)}")
+        self.loss = loss
+
+
+def call_closure(closure: Callable[[], Tensor], retain_graph: bool = False) -> Tensor:
+    """Run the closure, keeping its graph for a second backward pass when asked; raise
+    NonFiniteLoss when its loss is not finite."""
     if retain_graph:
         if not hasattr(closure, "retain_graph"):
             raise TypeError(
@@ -106,7 +119,10 @@ def call_closure(closure: Callable[[], Tensor], retain_graph: bool) -> Tensor:
                 "(runners.closure.StepClosure)"
             )
         closure.retain_graph = True  # type: ignore[attr-defined]
-    return closure()
+    loss = closure()
+    if not bool(torch.isfinite(loss)):
+        raise NonFiniteLoss(loss)
+    return loss
 
 
 class CurvatureOptimizer(torch.optim.Optimizer):
@@ -216,8 +232,11 @@ class CurvatureOptimizer(torch.optim.Optimizer):
             return
         schedule = self.state[SCHEDULE]
         for count, closure in enumerate(closures, start=1):
-            with torch.enable_grad(), phase("statistics"):
-                self._statistics_step(closure, decay=(count - 1) / count)
+            try:
+                with torch.enable_grad(), phase("statistics"):
+                    self._statistics_step(closure, decay=(count - 1) / count)
+            except NonFiniteLoss as error:
+                raise RuntimeError(f"warm start: {error} at the initial weights") from None
             schedule["statistics_updates"] += 1
         self.zero_grad(set_to_none=True)
 
@@ -230,17 +249,20 @@ class CurvatureOptimizer(torch.optim.Optimizer):
             )
         schedule = self.state[SCHEDULE]
         step = schedule["step"]
-        with torch.enable_grad():
-            if step % self.curvature_every == 0:
-                # the closure marks its own forward_backward phase inside this one
-                first = schedule["statistics_updates"] == 0
-                with phase("statistics"):
-                    loss = self._statistics_step(
-                        closure, decay=0.0 if first else self.statistics_decay
-                    )
-                schedule["statistics_updates"] += 1
-            else:
-                loss = closure()
+        try:
+            with torch.enable_grad():
+                if step % self.curvature_every == 0:
+                    # the closure marks its own forward_backward phase inside this one
+                    first = schedule["statistics_updates"] == 0
+                    with phase("statistics"):
+                        loss = self._statistics_step(
+                            closure, decay=0.0 if first else self.statistics_decay
+                        )
+                    schedule["statistics_updates"] += 1
+                else:
+                    loss = call_closure(closure)
+        except NonFiniteLoss as diverged:
+            return diverged.loss  # nothing is updated from a non-finite loss
         if inverses_due(step, self.curvature_every, self.inverse_every):
             with phase("inversion"):
                 self._update_inverses()

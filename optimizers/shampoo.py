@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimizers.base import CurvatureOptimizer, parse_choice
+from optimizers.base import CurvatureOptimizer, call_closure, parse_choice
 from optimizers.linalg import damping_only, inverse_root
 from optimizers.statistics import accumulate_gram
 from optimizers.tensor_modes import ConvReshape, mode_shape, precondition, unfolding
@@ -107,7 +107,7 @@ class Shampoo(CurvatureOptimizer):
         )
 
     def _statistics_step(self, closure: Callable[[], Tensor], decay: float) -> Tensor:
-        loss = closure()
+        loss = call_closure(closure)
         sums = self.statistics_decay == 1.0
         keep, add = (0.0, 1.0) if decay == 0.0 else (1.0, 1.0) if sums else (decay, 1.0 - decay)
         for group in self.param_groups:

@@ -47,7 +47,19 @@ from runners.run_identity import register_resolvers
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 BASELINE = "sgd"
-SCHEDULE = {"curvature_every": 1, "inverse_every": 20, "warm_start": False}
+MNIST_AUTOENCODER = (1000, 500, 250, 30)
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    optimizers: tuple[str, ...] = ("sgd", "kfac", "shampoo", "tnt")
+    rounds: int = 7
+    block: int = 20  # steps per timed block; a multiple of inverse_every holds whole periods
+    batch_size: int = 1000
+    encoder_sizes: tuple[int, ...] = MNIST_AUTOENCODER
+    curvature_every: int = 1
+    inverse_every: int = 20
+    device: str = "cpu"
 
 
 @dataclass
@@ -59,14 +71,20 @@ class Contender:
     block_means_s: list[float] = field(default_factory=list)
 
 
-def optimizer_config(name: str) -> DictConfig:
-    """conf/optimizer/<name>.yaml, with the benchmark's schedule where the optimizer has one."""
+def optimizer_config(name: str, settings: BenchSettings) -> DictConfig:
+    """conf/optimizer/<name>.yaml, with the benchmark's schedule where the optimizer has one
+    and no warm start (it is outside the training clock anyway)."""
     register_configs()
     register_resolvers()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"optimizer={name}", "logger=none"])
+    schedule = {
+        "curvature_every": settings.curvature_every,
+        "inverse_every": settings.inverse_every,
+        "warm_start": False,
+    }
     with open_dict(cfg):
-        for key, value in SCHEDULE.items():
+        for key, value in schedule.items():
             if key in cfg.optimizer:
                 cfg.optimizer[key] = value
     return cfg
@@ -90,34 +108,33 @@ def run_block(contender: Contender, batches: list[Tensor], steps: int) -> float:
     return (contender.clock.train_s - start) / steps
 
 
-def benchmark(
-    names: list[str], rounds: int, block: int, batch_size: int, device: torch.device
-) -> pd.DataFrame:
+def benchmark(settings: BenchSettings) -> pd.DataFrame:
+    """One row per optimizer: median ms per step, ratio to SGD-m, mean ms per step by phase."""
+    device = resolve_device(settings.device)
     torch.manual_seed(0)
-    initial = DeepAutoencoder([1, 28, 28], [1000, 500, 250, 30]).to(device)
-    batches = synthetic_batches(4, batch_size, device)
+    initial = DeepAutoencoder([1, 28, 28], list(settings.encoder_sizes)).to(device)
+    batches = synthetic_batches(4, settings.batch_size, device)
     contenders = []
-    for name in names:
+    for name in settings.optimizers:
         model = copy.deepcopy(initial)
-        optimizer = build_optimizer(optimizer_config(name), model)
+        optimizer = build_optimizer(optimizer_config(name, settings), model)
         contenders.append(Contender(name, model, optimizer, StepClock(device)))
-    for contender in contenders:
-        run_block(contender, batches, max(block, SCHEDULE["inverse_every"]))
+    for contender in contenders:  # warm-up: the first inverse_every steps, then whole blocks
+        run_block(contender, batches, max(settings.block, settings.inverse_every))
         contender.clock = StepClock(device)  # phases of the measured blocks only
-    for _ in range(rounds):
+    for _ in range(settings.rounds):
         for contender in contenders:
-            contender.block_means_s.append(run_block(contender, batches, block))
+            contender.block_means_s.append(run_block(contender, batches, settings.block))
 
-    baseline = next((c for c in contenders if c.name == BASELINE), None)
-    baseline_s = statistics.median(baseline.block_means_s) if baseline else float("nan")
+    medians = {c.name: statistics.median(c.block_means_s) for c in contenders}
+    baseline_s = medians.get(BASELINE, float("nan"))
+    steps = settings.rounds * settings.block
     rows = []
     for contender in contenders:
-        median_s = statistics.median(contender.block_means_s)
-        steps = rounds * block
         row = {
             "optimizer": contender.name,
-            "ms/step": 1e3 * median_s,
-            f"x {BASELINE}": median_s / baseline_s,
+            "ms/step": 1e3 * medians[contender.name],
+            f"x {BASELINE}": medians[contender.name] / baseline_s,
         }
         for phase in PHASES:
             if phase != "data":
@@ -127,24 +144,31 @@ def benchmark(
 
 
 def main(argv: list[str] | None = None) -> None:
+    defaults = BenchSettings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--optimizers", default="sgd,kfac,shampoo,tnt")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--block", type=int, default=20, help="steps per timed block")
-    parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--optimizers", default=",".join(defaults.optimizers))
+    parser.add_argument("--rounds", type=int, default=defaults.rounds)
+    parser.add_argument("--block", type=int, default=defaults.block, help="steps per block")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--device", default=defaults.device, help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    names = [name.strip() for name in args.optimizers.split(",") if name.strip()]
-    table = benchmark(names, args.rounds, args.block, args.batch_size, device)
+    settings = BenchSettings(
+        optimizers=tuple(name.strip() for name in args.optimizers.split(",") if name.strip()),
+        rounds=args.rounds,
+        block=args.block,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    table = benchmark(settings)
     print(
-        f"MNIST autoencoder, batch {args.batch_size}, synthetic inputs, device {device}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}; statistics every step, "
-        f"inverses every {SCHEDULE['inverse_every']}; median of {args.rounds} interleaved "
-        f"blocks of {args.block} steps"
+        f"MNIST autoencoder, batch {settings.batch_size}, synthetic inputs, device "
+        f"{resolve_device(settings.device)}, {torch.get_num_threads()} threads, torch "
+        f"{torch.__version__}; statistics every {settings.curvature_every} step(s), inverses "
+        f"every {settings.inverse_every}; median of {settings.rounds} interleaved blocks of "
+        f"{settings.block} steps"
     )
     print(table.to_markdown(index=False, floatfmt=".2f"))
 

@@ -12,7 +12,7 @@ from hydra.utils import get_object
 from omegaconf import OmegaConf
 
 from runners.build import build_optimizer
-from tests.conftest import CONF_DIR, QUICK, compose_config, run_train
+from tests.conftest import CONF_DIR, QUICK, compose_config, read_summary, run_dirs, run_train
 from tests.optimizers.conformance import OPTIMIZERS, Invalid, OptimizerInfo
 from tests.optimizers.problems import (
     closure_for,
@@ -74,6 +74,13 @@ def test_an_invalid_argument_stops_a_real_run_at_start_up(tmp_path: Path) -> Non
     assert result.returncode == 2
     assert "optimizer optimizers.kfac.KFAC: Invalid damping value: -1.0" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_diverging_run_ends_as_diverged_not_as_a_crash(tmp_path: Path) -> None:
+    result = run_train(*QUICK, "optimizer=kfac", "optimizer.lr=1e6", runs_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    assert read_summary(run_dir)["status"] == "diverged"
 
 
 @pytest.mark.parametrize("info", OPTIMIZERS, ids=by_name)

@@ -16,7 +16,7 @@ from optimizers.examples.diagonal import DiagonalFisher
 from optimizers.kfac import KFAC
 from optimizers.shampoo import Shampoo
 from optimizers.tnt import TNT
-from tests.optimizers.problems import take_steps, tiny_batches, tiny_convnet
+from tests.optimizers.problems import closure_for, take_steps, tiny_batches, tiny_convnet
 
 HUGE = 1e12  # relative error of the limit ~ (size of the statistics) / damping
 LR = 0.05
@@ -111,3 +111,21 @@ def test_statistics_follow_curvature_every(name: str) -> None:
     take_steps(optimizer, model, tiny_batches(7))
     assert optimizer.state["schedule"]["statistics_updates"] == 3  # t = 0, 3, 6
     assert optimizer.steps_taken == 7
+
+
+@pytest.mark.parametrize("name", sorted(LIMITS))
+def test_a_non_finite_loss_changes_nothing_and_is_returned(name: str) -> None:
+    model = tiny_convnet()
+    optimizer = LIMITS[name](model, warm_start=True)
+    batches = tiny_batches(3)
+    take_steps(optimizer, model, batches[:1])
+    weights = [p.detach().clone() for p in model.parameters()]
+    state = copy.deepcopy(optimizer.state_dict())
+    poisoned = (batches[1][0].clone(), batches[1][1])
+    poisoned[0][0, 0, 0, 0] = float("nan")
+    (loss,) = take_steps(optimizer, model, [poisoned])
+    assert loss != loss  # NaN, returned for the runner to record
+    assert all(torch.equal(p, w) for p, w in zip(model.parameters(), weights, strict=True))
+    assert optimizer.state_dict()["state"]["schedule"] == state["state"]["schedule"]
+    with pytest.raises(RuntimeError, match="warm start: non-finite loss nan"):
+        optimizer.warm_start([closure_for(model, poisoned)])
