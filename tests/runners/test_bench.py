@@ -4,9 +4,22 @@ the per-phase breakdown. Timings themselves are not asserted (the benchmark is n
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+import torch
 
 from runners.bench import BenchSettings, benchmark, main
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """The inversions of 784 x 784 factors on a shared 2-core machine are far faster without
+    OpenMP threads fighting other processes for the cores; nothing here measures speed."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_the_benchmark_table_has_ratios_and_phases() -> None:
