@@ -68,3 +68,20 @@ def test_diverging_run_is_recorded_and_the_sweep_goes_on(train_quick, tmp_path: 
     exits = [record for record in wandb_records(offline) if record["type"] == "exit"]
     assert len(exits) == 1  # the W&B run was closed
     assert read_summary(by_lr["0.01"])["status"] == "completed"  # the sweep went on
+
+
+def test_online_start_failure_falls_back_to_offline(
+    train_quick, tmp_path: Path, monkeypatch
+) -> None:
+    """An account is configured but the server cannot be reached (a compute node without
+    network): the run logs offline instead of hanging or failing."""
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # refuses connections
+    result = train_quick("logger=wandb", "logger.init_timeout_s=3")
+    assert result.returncode == 0, result.stderr
+    assert "W&B could not start online" in result.stdout
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    assert read_summary(run_dir)["status"] == "completed"
+    (offline,) = offline_runs(run_dir)
+    assert any("train/loss" in row for row in history_rows(wandb_records(offline)))
