@@ -134,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", nargs="+", default=["png", "pdf"], choices=["png", "pdf"])
     parser.add_argument("--target", nargs="*", default=[], help="problem=value overrides")
     args = parser.parse_args(argv)
-    sweep = load(args.runs)
+    try:
+        sweep = load(args.runs)
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
+        return 1
     if sweep.runs.empty:
         print(f"no runs in {args.runs}", file=sys.stderr)
         return 1

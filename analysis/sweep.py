@@ -117,7 +117,10 @@ def build_sweep(source: str, runs: Iterable[tuple[dict[str, Any], list[dict[str,
             continue
         run_columns = {key: run[key] for key in joined if key not in merged.columns}
         frames.append(merged.assign(**run_columns))
-    metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    # with no records at all (every run failed before training) the frame still has the
+    # columns every consumer selects on
+    empty = pd.DataFrame(columns=["step", "epoch", "time/train_s", *joined])
+    metrics = pd.concat(frames, ignore_index=True) if frames else empty
     for split in ("train", "test"):
         if f"{split}/accuracy" in metrics:
             metrics[f"{split}/error"] = 1.0 - metrics[f"{split}/accuracy"]

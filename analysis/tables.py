@@ -82,9 +82,12 @@ def results_table(results: Results) -> pd.DataFrame:
     for status in STATUSES:
         table[status] = grouped["status"].apply(lambda s, status=status: int((s == status).sum()))
     completed = runs[runs["status"] == "completed"].groupby(["problem", "method"])
-    table["best train loss"] = completed["best.train/full_loss"].median()
-    if "best.test/accuracy" in runs:
-        table["best test accuracy (%)"] = completed["best.test/accuracy"].median() * 100.0
+    for name, column, scale in (
+        ("best train loss", "best.train/full_loss", 1.0),
+        ("best test accuracy (%)", "best.test/accuracy", 100.0),
+    ):
+        if column in runs:
+            table[name] = completed[column].median() * scale
     to_target = method_time_to_target(results.per_run, runs)
     table = table.join(to_target.rename(columns=_TARGET_COLUMNS))
     return _ordered_index(table.dropna(axis=1, how="all"))

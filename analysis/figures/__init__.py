@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from analysis.figures.common import Drawn, Options
+from analysis.figures.common import DEFAULT_OPTIONS, Drawn, Options
 from analysis.figures.curves import curve_figure
 from analysis.figures.paper import PAPER_FIGURES, overview_spec
 from analysis.figures.profile import profile_figure
@@ -33,7 +33,7 @@ DRAWERS: dict[str, Callable[[Results, Options], Drawn]] = {
 FIGURE_NAMES = tuple(DRAWERS)
 
 
-def draw(name: str, results: Results, options: Options = Options()) -> Drawn:
+def draw(name: str, results: Results, options: Options = DEFAULT_OPTIONS) -> Drawn:
     if name not in DRAWERS:
         raise KeyError(f"unknown figure {name!r}: choose one of {', '.join(FIGURE_NAMES)}")
     return DRAWERS[name](results, options)

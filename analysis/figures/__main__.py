@@ -30,13 +30,20 @@ def parser() -> argparse.ArgumentParser:
         epilog=f"figures: {', '.join(FIGURE_NAMES)}, all",
     )
     parser.add_argument("figures", nargs="+", choices=[*FIGURE_NAMES, "all"], metavar="figure")
-    parser.add_argument("--runs", default="runs", help="folder, wandb:entity/project or "
-                        "wandb-offline:folder (default: runs)")
+    parser.add_argument(
+        "--runs",
+        default="runs",
+        help="folder, wandb:entity/project or wandb-offline:folder (default: runs)",
+    )
     parser.add_argument("--out", type=Path, default=Path("figures"), help="default: figures/")
     parser.add_argument("--format", nargs="+", default=list(FORMATS), choices=FORMATS)
     parser.add_argument("--band", default="minmax", choices=BANDS)
-    parser.add_argument("--loss", default="full", choices=list(LOSS_METRICS),
-                        help="full: loss on the full training set; ema: EMA of batch losses")
+    parser.add_argument(
+        "--loss",
+        default="full",
+        choices=list(LOSS_METRICS),
+        help="full: loss on the full training set; ema: EMA of batch losses",
+    )
     parser.add_argument("--problems", nargs="+", help="draw these problems instead")
     parser.add_argument("--methods", nargs="+", help="draw these methods instead")
     parser.add_argument("--target", nargs="*", default=[], help="problem=value (profile)")
@@ -45,7 +52,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    sweep = load(args.runs)
+    try:
+        sweep = load(args.runs)
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
+        return 1
     if sweep.runs.empty:
         print(f"no runs in {args.runs}", file=sys.stderr)
         return 1

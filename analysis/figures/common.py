@@ -33,6 +33,9 @@ class Options:
         return LOSS_METRICS[self.loss] if name == LOSS else name
 
 
+DEFAULT_OPTIONS = Options()  # frozen: safe to share as a default argument
+
+
 @dataclass
 class Drawn:
     figure: Figure | None  # None when nothing at all could be drawn
@@ -56,19 +59,31 @@ def add_note(figure: Figure, missing: Sequence[str]) -> None:
     figure.text(0.01, 0.01, "Missing: " + "\n".join(missing), fontsize=7, va="bottom")
 
 
-def draw_band(axes: Axes, metrics: pd.DataFrame, metric: str, axis: Axis, method: str,
-              band: Band) -> bool:
+def draw_band(
+    axes: Axes, metrics: pd.DataFrame, metric: str, axis: Axis, method: str, band: Band
+) -> bool:
     """Median over the runs in `metrics` and its band, in the method's colour; False when
     there was nothing to draw."""
     curve = seed_band(metrics, metric, axis, band)
     if curve.empty:
         return False
     scale = 100.0 if metric in PERCENT_METRICS else 1.0
-    axes.plot(curve["x"], curve["median"] * scale, color=colour(method),
-              label=display_name(method), linewidth=1.6)
+    axes.plot(
+        curve["x"],
+        curve["median"] * scale,
+        color=colour(method),
+        label=display_name(method),
+        linewidth=1.6,
+    )
     if (curve["low"] != curve["high"]).any():
-        axes.fill_between(curve["x"], curve["low"] * scale, curve["high"] * scale,
-                          color=colour(method), alpha=0.2, linewidth=0)
+        axes.fill_between(
+            curve["x"],
+            curve["low"] * scale,
+            curve["high"] * scale,
+            color=colour(method),
+            alpha=0.2,
+            linewidth=0,
+        )
     return True
 
 
@@ -92,8 +107,9 @@ def method_legend(figure: Figure, methods: Sequence[str]) -> None:
     )
 
 
-def save(figure: Figure, directory: Path, name: str, formats: Sequence[str] = FORMATS,
-         dpi: int = 150) -> list[Path]:
+def save(
+    figure: Figure, directory: Path, name: str, formats: Sequence[str] = FORMATS, dpi: int = 150
+) -> list[Path]:
     """<directory>/<name>.<format> for each format; returns the paths."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from analysis.aggregate import Axis
 from analysis.figures.common import (
     BAND_TEXT,
+    DEFAULT_OPTIONS,
     LOSS,
     Drawn,
     Options,
@@ -52,7 +53,7 @@ def _seed_notes(results: Results, problem: str, method: str) -> list[str]:
     return notes
 
 
-def curve_figure(results: Results, spec: CurveSpec, options: Options = Options()) -> Drawn:
+def curve_figure(results: Results, spec: CurveSpec, options: Options = DEFAULT_OPTIONS) -> Drawn:
     """The figure of `spec` (problems and methods replaced by options' when given)."""
     spec = replace(
         spec,
@@ -79,8 +80,14 @@ def curve_figure(results: Results, spec: CurveSpec, options: Options = Options()
             axes.set_title(problem_title(problem), fontsize=10)
             if metric not in problem_metrics or problem_metrics[metric].isna().all():
                 axes.set_axis_off()
-                axes.text(0.5, 0.5, f"no {metric_label(metric)} logged", ha="center",
-                          transform=axes.transAxes, fontsize=9)
+                axes.text(
+                    0.5,
+                    0.5,
+                    f"no {metric_label(metric)} logged",
+                    ha="center",
+                    transform=axes.transAxes,
+                    fontsize=9,
+                )
                 continue
             for method in spec.methods:
                 of_method = results.metrics_of(problem, method)

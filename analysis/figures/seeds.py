@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from analysis.figures.common import (
     BAND_TEXT,
+    DEFAULT_OPTIONS,
     LOSS,
     Drawn,
     Options,
@@ -18,10 +19,17 @@ from analysis.figures.common import (
 )
 from analysis.results import Results
 from analysis.selection import HIGHEST_TEST_ACCURACY
-from analysis.style import PERCENT_METRICS, colour, display_name, metric_label, ordered, problem_title
+from analysis.style import (
+    PERCENT_METRICS,
+    colour,
+    display_name,
+    metric_label,
+    ordered,
+    problem_title,
+)
 
 
-def seed_bands_figure(results: Results, options: Options = Options()) -> Drawn:
+def seed_bands_figure(results: Results, options: Options = DEFAULT_OPTIONS) -> Drawn:
     problems = [p for p in (options.problems or results.sweep.problems)]
     present = set(results.sweep.problems)
     missing = [f"{problem}: no runs" for problem in problems if problem not in present]
@@ -55,8 +63,13 @@ def seed_bands_figure(results: Results, options: Options = Options()) -> Drawn:
                 missing.append(f"{problem}: {display_name(method)}: no completed seed")
                 continue
             for _, seed_run in completed.dropna(subset=[metric]).groupby("run_id"):
-                axes.plot(seed_run["epoch"], seed_run[metric] * scale, color=colour(method),
-                          linewidth=0.7, alpha=0.5)
+                axes.plot(
+                    seed_run["epoch"],
+                    seed_run[metric] * scale,
+                    color=colour(method),
+                    linewidth=0.7,
+                    alpha=0.5,
+                )
             draw_band(axes, completed, metric, "epoch", method, options.band)
             seeds = completed["run_id"].nunique()
             axes.set_xlabel(f"epoch ({seeds} seed{'s' if seeds > 1 else ''})")
@@ -64,7 +77,10 @@ def seed_bands_figure(results: Results, options: Options = Options()) -> Drawn:
             if log_scale_for(metric):
                 axes.set_yscale("log")
             axes.grid(True, which="both", alpha=0.3)
-    figure.suptitle(f"Seeds of the chosen settings (thin: each seed; thick: median; band: "
-                    f"{BAND_TEXT[options.band]})", fontsize=11)
+    figure.suptitle(
+        f"Seeds of the chosen settings (thin: each seed; thick: median; band: "
+        f"{BAND_TEXT[options.band]})",
+        fontsize=11,
+    )
     add_note(figure, missing)
     return Drawn(figure, missing)

@@ -14,7 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from analysis.figures.common import Drawn, Options, add_note, new_figure
+from analysis.figures.common import DEFAULT_OPTIONS, Drawn, Options, add_note, new_figure
 from analysis.results import Results
 from analysis.selection import grid_columns, short
 from analysis.style import display_name, ordered, problem_title
@@ -28,7 +28,9 @@ def _axes_keys(grid: list[str]) -> tuple[str, str | None]:
     return first, (rest[0] if rest else None)
 
 
-def sensitivity_matrix(results: Results, problem: str, method: str) -> tuple[pd.DataFrame, str, str | None, dict]:
+def sensitivity_matrix(
+    results: Results, problem: str, method: str
+) -> tuple[pd.DataFrame, str, str | None, dict]:
     """(score matrix with index = y values and columns = x values, x key, y key, the values
     at which further grid keys are held). Diverged settings hold ±inf."""
     runs = results.sweep.runs
@@ -46,12 +48,13 @@ def sensitivity_matrix(results: Results, problem: str, method: str) -> tuple[pd.
             held[short(column)] = chosen[column].iloc[0]
             scored = scored[scored[column] == chosen[column].iloc[0]]
     y = scored[y_key] if y_key else pd.Series("", index=scored.index)
-    matrix = scored.assign(y=y).pivot_table(index="y", columns=x_key, values="score",
-                                           aggfunc="first", dropna=False)
+    matrix = scored.assign(y=y).pivot_table(
+        index="y", columns=x_key, values="score", aggfunc="first", dropna=False
+    )
     return matrix.sort_index().sort_index(axis=1), x_key, y_key, held
 
 
-def sensitivity_figure(results: Results, options: Options = Options()) -> Drawn:
+def sensitivity_figure(results: Results, options: Options = DEFAULT_OPTIONS) -> Drawn:
     settings = results.selection.settings
     panels = []
     for problem in options.problems or results.sweep.problems:
@@ -73,8 +76,9 @@ def sensitivity_figure(results: Results, options: Options = Options()) -> Drawn:
             continue
         problem, method = panels[index]
         _draw_panel(figure, axes, results, problem, method)
-    figure.suptitle("Sensitivity: selection score of every setting (median over seeds)",
-                    fontsize=11)
+    figure.suptitle(
+        "Sensitivity: selection score of every setting (median over seeds)", fontsize=11
+    )
     missing: list[str] = []
     add_note(figure, missing)
     return Drawn(figure, missing)
@@ -122,5 +126,4 @@ def _outline_chosen(
     run = runs[runs["group"] == group].iloc[0]
     j = list(matrix.columns).index(run[x_key])
     i = list(matrix.index).index(run[y_key]) if y_key else 0
-    axes.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red",
-                             linewidth=2))
+    axes.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))

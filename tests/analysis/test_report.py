@@ -48,3 +48,14 @@ def test_report_page_links_every_figure_and_table(tmp_path: Path, capsys) -> Non
     cost = pd.read_csv(out / "tables" / "cost.csv", index_col=[0, 1])
     assert cost.loc[(AE, "TNT"), "step time / SGD-m"] == pytest.approx(2.0)
     assert re.search(r"^\| tnt_mnist_ae +\| TNT +\| +300 +\| +2 +\|", page, re.M)  # cost table
+
+
+def test_report_of_a_sweep_where_every_run_failed(tmp_path: Path) -> None:
+    write_failed_run(tmp_path / "runs", "f0", "kfac")
+    write_failed_run(tmp_path / "runs", "f1", "sgd")
+    out = tmp_path / "report"
+    assert main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--format", "png"]) == 0
+    page = (out / "report.md").read_text()
+    assert "Runs: 2 (0 completed, 0 diverged, 2 failed, 0 running)." in page
+    assert "- missing: demo: KFAC: no setting completed" in page
+    assert "### sensitivity\n\nNot drawn: no (problem, method) with more than one setting" in page
