@@ -93,18 +93,17 @@ def log_scale_for(metric: str) -> bool:
 
 
 def method_legend(figure: Figure, methods: Sequence[str]) -> None:
+    """One legend for the whole figure, in the papers' method order, inside its first
+    drawn panel (figure-level legends outside the panels collide with the suptitle or the
+    note of what is missing under constrained layout)."""
     from matplotlib.lines import Line2D
 
-    if not methods:
+    panels = [axes for axes in figure.axes if axes.axison]
+    if not methods or not panels:
         return
     handles = [Line2D([], [], color=colour(m), linewidth=2) for m in methods]
-    # outside on the right: a legend above the panels collides with the suptitle
-    figure.legend(
-        handles,
-        [display_name(m) for m in methods],
-        loc="outside right upper",
-        frameon=False,
-    )
+    labels = [display_name(m) for m in methods]
+    panels[0].legend(handles, labels, fontsize=8, framealpha=0.8)
 
 
 def save(

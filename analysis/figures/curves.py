@@ -102,6 +102,8 @@ def curve_figure(results: Results, spec: CurveSpec, options: Options = DEFAULT_O
                 axes.set_yscale("log")
             axes.grid(True, which="both", alpha=0.3)
     method_legend(figure, ordered(drawn_methods))
-    figure.suptitle(f"{spec.title} (median, band: {BAND_TEXT[options.band]})", fontsize=11)
+    figure.suptitle(
+        f"{spec.title}\n(median over seeds, band: {BAND_TEXT[options.band]})", fontsize=11
+    )
     add_note(figure, missing)
     return Drawn(figure, missing)

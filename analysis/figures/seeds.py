@@ -30,7 +30,7 @@ from analysis.style import (
 
 
 def seed_bands_figure(results: Results, options: Options = DEFAULT_OPTIONS) -> Drawn:
-    problems = [p for p in (options.problems or results.sweep.problems)]
+    problems = list(options.problems or results.sweep.problems)
     present = set(results.sweep.problems)
     missing = [f"{problem}: no runs" for problem in problems if problem not in present]
     problems = [problem for problem in problems if problem in present]
@@ -57,7 +57,7 @@ def seed_bands_figure(results: Results, options: Options = DEFAULT_OPTIONS) -> D
             method = methods[column]
             metrics = results.metrics_of(problem, method)
             completed = metrics[metrics["status"] == "completed"] if len(metrics) else metrics
-            axes.set_title(f"{problem_title(problem)}: {display_name(method)}", fontsize=9)
+            axes.set_title(f"{problem_title(problem)}\n{display_name(method)}", fontsize=9)
             if completed.empty or metric not in completed:
                 axes.text(0.5, 0.5, "no completed seed", ha="center", transform=axes.transAxes)
                 missing.append(f"{problem}: {display_name(method)}: no completed seed")
@@ -78,7 +78,7 @@ def seed_bands_figure(results: Results, options: Options = DEFAULT_OPTIONS) -> D
                 axes.set_yscale("log")
             axes.grid(True, which="both", alpha=0.3)
     figure.suptitle(
-        f"Seeds of the chosen settings (thin: each seed; thick: median; band: "
+        f"Seeds of the chosen settings\n(thin: each seed; thick: median; band: "
         f"{BAND_TEXT[options.band]})",
         fontsize=11,
     )

@@ -99,7 +99,7 @@ def _draw_panel(figure: Figure, axes: Axes, results: Results, problem: str, meth
     axes.set_yticks(range(matrix.shape[0]), [_tick(value) for value in matrix.index])
     axes.set_xlabel(short(x_key))
     axes.set_ylabel(short(y_key) if y_key else "")
-    title = f"{problem_title(problem)}: {display_name(method)}"
+    title = f"{problem_title(problem)}\n{display_name(method)}"
     if held:
         title += "\n(" + ", ".join(f"{k}={v}" for k, v in held.items()) + ")"
     axes.set_title(title, fontsize=9)
