@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from analysis.sweep import Sweep, build_sweep, run_row
+from analysis.sweep import SourceError, Sweep, build_sweep, run_row
 
 WANDB_PREFIX = "wandb:"
 OFFLINE_PREFIX = "wandb-offline:"
@@ -54,7 +54,8 @@ def load_local(root: Path | str) -> Sweep:
 
 
 def load(source: Path | str) -> Sweep:
-    """The sweep at `source` (see the module docstring for the forms)."""
+    """The sweep at `source` (see the module docstring for the forms); SourceError when it
+    cannot be read."""
     text = str(source)
     if text.startswith(WANDB_PREFIX):
         from analysis.wandb_source import load_wandb_project
@@ -65,7 +66,7 @@ def load(source: Path | str) -> Sweep:
 
         return load_wandb_offline(Path(text.removeprefix(OFFLINE_PREFIX)))
     if not Path(text).is_dir():
-        raise FileNotFoundError(
+        raise SourceError(
             f"no folder {text!r}: give a folder of run directories, "
             "wandb:<entity>/<project> or wandb-offline:<folder>"
         )

@@ -24,7 +24,7 @@ from analysis.load import load
 from analysis.results import Results
 from analysis.selection import selection_markdown
 from analysis.style import display_name
-from analysis.sweep import STATUSES
+from analysis.sweep import STATUSES, SourceError
 from analysis.tables import all_tables, parse_targets, to_markdown, write_table
 
 FIGURE_CAPTIONS = {
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         sweep = load(args.runs)
-    except FileNotFoundError as error:
+    except SourceError as error:
         print(error, file=sys.stderr)
         return 1
     if sweep.runs.empty:

@@ -35,6 +35,10 @@ STATUSES = ("completed", "diverged", "failed", "running")
 JOINED_COLUMNS = (*IDENTITY_COLUMNS, "status", "problem", "method")
 
 
+class SourceError(Exception):
+    """A source of runs that cannot be read (no such folder, no W&B login, no project)."""
+
+
 @dataclass(frozen=True)
 class Sweep:
     source: str

@@ -26,7 +26,7 @@ import pandas as pd
 from analysis.profiles import TABLE_TAUS, performance_profile
 from analysis.results import Results
 from analysis.style import BASELINE, display_name, sort_key
-from analysis.sweep import STATUSES
+from analysis.sweep import STATUSES, SourceError
 from analysis.targets import method_time_to_target
 
 MIB = 2.0**20
@@ -166,7 +166,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="write <name>.md and <name>.csv here")
     parser.add_argument("--target", nargs="*", default=[], help="problem=value overrides")
     args = parser.parse_args(argv)
-    results = Results.of(load(args.runs), targets=parse_targets(args.target))
+    try:
+        sweep = load(args.runs)
+    except SourceError as error:
+        parser.error(str(error))
+    results = Results.of(sweep, targets=parse_targets(args.target))
     for name, table in all_tables(results).items():
         print(f"## {name}\n\n{to_markdown(table)}\n")
         if args.out:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.sweep import Sweep, build_sweep, run_row
+from analysis.sweep import SourceError, Sweep, build_sweep, run_row
 
 # W&B's run states -> the harness's statuses, for runs whose summary has no `status` (the
 # sink writes it when the run ends, so these are runs that never ended properly).
@@ -63,11 +63,14 @@ class WandbRun:
 # ----------------------------------------------------------------------------- readers
 def public_api_runs(path: str, api: Any = None) -> list[WandbRun]:
     """Every run of the W&B project `path` ("entity/project") through wandb's public API."""
-    if api is None:
-        import wandb
+    import wandb
 
-        api = wandb.Api(timeout=60)
-    return runs_from_public_api(api.runs(path, lazy=False, per_page=100), path)
+    try:
+        if api is None:
+            api = wandb.Api(timeout=60)
+        return runs_from_public_api(api.runs(path, lazy=False, per_page=100), path)
+    except (wandb.errors.Error, ValueError) as error:  # no login, no network, no project
+        raise SourceError(f"W&B project {path!r}: {error}") from error
 
 
 def runs_from_public_api(runs: Iterable[Any], path: str) -> list[WandbRun]:
@@ -90,7 +93,7 @@ def _wandb_executable() -> str:
     beside_python = Path(sys.executable).with_name("wandb")
     found = str(beside_python) if beside_python.is_file() else shutil.which("wandb")
     if found is None:
-        raise FileNotFoundError("the `wandb` command (pip install wandb) reads offline runs")
+        raise SourceError("the `wandb` command (pip install wandb) reads offline runs")
     return found
 
 

@@ -19,6 +19,7 @@ from analysis.figures import FIGURE_NAMES, draw
 from analysis.figures.common import FORMATS, LOSS_METRICS, Options, save
 from analysis.load import load
 from analysis.results import Results
+from analysis.sweep import SourceError
 from analysis.tables import parse_targets
 
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         sweep = load(args.runs)
-    except FileNotFoundError as error:
+    except SourceError as error:
         print(error, file=sys.stderr)
         return 1
     if sweep.runs.empty:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from analysis.load import load
+from analysis.sweep import SourceError
 from tests.analysis.run_records import write_failed_run, write_run
 
 
@@ -105,5 +106,5 @@ def test_torn_last_line_of_a_killed_run_is_skipped(runs: Path) -> None:
 
 
 def test_unknown_folder_is_one_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="wandb:<entity>/<project>"):
+    with pytest.raises(SourceError, match="wandb:<entity>/<project>"):
         load(tmp_path / "nowhere")

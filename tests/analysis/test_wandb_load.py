@@ -12,7 +12,7 @@ import pytest
 from wandb.apis.public import Runs
 
 from analysis.load import load
-from analysis.sweep import Sweep
+from analysis.sweep import SourceError, Sweep
 from analysis.wandb_source import read_offline_run, runs_from_public_api, sweep_from_wandb
 from tests.analysis.wandb_replay import ReplayService, responses_from_offline
 from tests.conftest import QUICK, run_train
@@ -83,3 +83,12 @@ def test_a_run_without_the_harness_status_takes_it_from_the_wandb_state(runs_dir
     wandb = sweep_from_wandb("wandb:team/sobench", runs_from_public_api(api_runs, "team/sobench"))
     assert list(wandb.runs["status"]) == ["failed"]
     assert len(wandb.metrics) == len(history)  # its records are kept
+
+
+def test_a_live_project_without_a_login_is_one_clear_error(tmp_path: Path, monkeypatch) -> None:
+    """`--runs wandb:entity/project` on a machine with no W&B account configured."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no wandb settings
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    with pytest.raises(SourceError, match=r"W&B project 'team/sobench': .*wandb login"):
+        load("wandb:team/sobench")
