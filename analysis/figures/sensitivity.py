@@ -55,14 +55,14 @@ def sensitivity_matrix(
 
 
 def sensitivity_figure(results: Results, options: Options = DEFAULT_OPTIONS) -> Drawn:
-    settings = results.selection.settings
+    runs = results.sweep.runs
     panels = []
     for problem in options.problems or results.sweep.problems:
-        of_problem = settings[settings["problem"] == problem] if len(settings) else settings
-        for method in ordered(of_problem["method"]) if len(of_problem) else []:
+        of_problem = runs[runs["problem"] == problem]
+        for method in ordered(of_problem["method"]):
             if options.methods and method not in options.methods:
                 continue
-            if (of_problem["method"] == method).sum() > 1:
+            if grid_columns(of_problem[of_problem["method"] == method]):
                 panels.append((problem, method))
     if not panels:
         return Drawn(None, ["no (problem, method) with more than one setting"])
