@@ -57,7 +57,11 @@ def display_name(method: str) -> str:
 
 
 def problem_title(problem: str) -> str:
-    return PROBLEM_TITLES.get(problem, problem)
+    """ "tnt_mnist_ae" -> "MNIST autoencoder"; a split problem keeps its distinguishing
+    settings: "tnt_mnist_ae[dataset.train_size=64]" -> "MNIST autoencoder [...]"."""
+    experiment, bracket, settings = problem.partition("[")
+    title = PROBLEM_TITLES.get(experiment, experiment)
+    return f"{title} [{settings}" if bracket else title
 
 
 def metric_label(metric: str) -> str:

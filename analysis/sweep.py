@@ -12,14 +12,17 @@ A `Sweep` holds two frames:
 Runs that did not complete are kept with their status, never dropped; a run that logged
 nothing is still a row of `runs`.
 
-`problem` is the experiment, or "<experiment>/<model>-<dataset>" when one experiment holds
-several model/data pairs (a sweep without an experiment config). `method` is the optimizer,
-or a named variant of it chosen by a config value (TNT with the empirical Fisher is "tnt_ef").
+`problem` is the experiment, unless runs of one experiment trained different problems: other
+models or data sets, or other data/model settings (e.g. `scale=smoke` trains on a subset of
+the data set); then each is "<experiment>[<key>=<value>, ...]" with the keys that differ, so
+a smoke run never competes with a full one. `method` is the optimizer, or a named variant of
+it chosen by a config value (TNT with the empirical Fisher is "tnt_ef").
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -84,12 +87,59 @@ def _method(row: pd.Series) -> str:
     return row["optimizer"]
 
 
+# what defines the problem a run trains (anything else that differs is the optimizer's
+# setting or the trainer's budget, which tuned_trainer may set per optimizer)
+PROBLEM_PREFIXES = ("config.model.", "config.dataset.")
+NOT_PROBLEM_KEYS = ("config.dataset.download",)  # where the data came from, not what it is
+
+
 def _problems(runs: pd.DataFrame) -> pd.Series:
-    known = runs["model"].notna() & runs["dataset"].notna()
-    pairs = (runs["model"].astype(str) + "-" + runs["dataset"].astype(str)).where(known)
-    # a run that does not say what it trained stays with its experiment
-    mixed = (pairs.groupby(runs["experiment"]).transform("nunique") > 1) & known
-    return runs["experiment"].where(~mixed, runs["experiment"] + "/" + pairs)
+    keys = ["model", "dataset"] + [
+        column
+        for column in runs
+        if column.startswith(PROBLEM_PREFIXES) and column not in NOT_PROBLEM_KEYS
+    ]
+    problems = runs["experiment"].astype(object).copy()
+    # a run that does not say what it trained (it failed before writing its config) stays
+    # with its experiment
+    described = runs["model"].notna() | runs["dataset"].notna()
+    config_columns = [column for column in runs if column.startswith("config.")]
+    if config_columns:
+        described &= runs[config_columns].notna().any(axis=1)
+    for experiment, members in runs[described].groupby("experiment"):
+        texts = members[keys].map(_text)
+        differing = [key for key in keys if texts[key].nunique() > 1]
+        if not differing:
+            continue
+        labels = texts[differing].apply(
+            lambda row, keys=differing: ", ".join(
+                f"{key.removeprefix('config.')}={row[key]}" for key in keys
+            ),
+            axis=1,
+        )
+        problems[members.index] = f"{experiment}[" + labels + "]"
+    return problems
+
+
+def _text(value: Any) -> str:
+    """A config value as YAML writes it (pandas turns null into NaN and 64 into 64.0)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "null"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def matching(problems: list[str], names: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(problems of the sweep that each name stands for, names with none): a name is a
+    problem, or an experiment that stands for all its problems "<experiment>[...]"."""
+    found, missing = [], []
+    for name in names:
+        matches = [p for p in problems if p == name or p.startswith(f"{name}[")]
+        found += [p for p in matches if p not in found]
+        if not matches:
+            missing.append(name)
+    return found, missing
 
 
 def _merge_steps(records: list[dict[str, Any]]) -> pd.DataFrame:

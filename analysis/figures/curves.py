@@ -26,6 +26,7 @@ from analysis.figures.common import (
 )
 from analysis.results import NONE_FINISHED, Results
 from analysis.style import AXIS_LABELS, display_name, metric_label, ordered, problem_title
+from analysis.sweep import matching
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,8 @@ def curve_figure(results: Results, spec: CurveSpec, options: Options = DEFAULT_O
         problems=options.problems or spec.problems,
         methods=options.methods or spec.methods,
     )
-    present = set(results.sweep.problems)
-    problems = [problem for problem in spec.problems if problem in present]
-    missing = [f"{problem}: no runs" for problem in spec.problems if problem not in present]
+    problems, absent = matching(results.sweep.problems, spec.problems)
+    missing = [f"{name}: no runs" for name in absent]
     if not problems:
         return Drawn(None, missing)
     panels = [(metric, axis) for metric in spec.metrics for axis in spec.axes]

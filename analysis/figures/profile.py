@@ -14,6 +14,7 @@ from analysis.figures.common import (
 from analysis.profiles import TAU_MAX, performance_profile
 from analysis.results import Results
 from analysis.style import colour, display_name, ordered
+from analysis.sweep import matching
 from analysis.tables import target_costs
 
 PANELS = {"time_to_target": "training time to target", "epochs_to_target": "epochs to target"}
@@ -22,7 +23,10 @@ PANELS = {"time_to_target": "training time to target", "epochs_to_target": "epoc
 def profile_figure(results: Results, options: Options = DEFAULT_OPTIONS) -> Drawn:
     costs = {column: target_costs(results, column) for column in PANELS}
     if options.problems:
-        costs = {k: c[c.index.isin(options.problems)] for k, c in costs.items()}
+        costs = {
+            key: cost[cost.index.isin(matching(list(cost.index), options.problems)[0])]
+            for key, cost in costs.items()
+        }
     if all(cost.empty for cost in costs.values()):
         return Drawn(None, ["no problem with a target"])
     figure = new_figure(1, len(PANELS), width=4.2, height=3.2)

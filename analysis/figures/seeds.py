@@ -27,13 +27,12 @@ from analysis.style import (
     ordered,
     problem_title,
 )
+from analysis.sweep import matching
 
 
 def seed_bands_figure(results: Results, options: Options = DEFAULT_OPTIONS) -> Drawn:
-    problems = list(options.problems or results.sweep.problems)
-    present = set(results.sweep.problems)
-    missing = [f"{problem}: no runs" for problem in problems if problem not in present]
-    problems = [problem for problem in problems if problem in present]
+    problems, absent = matching(results.sweep.problems, options.problems or results.sweep.problems)
+    missing = [f"{name}: no runs" for name in absent]
     runs = results.compared
     rows = []
     for problem in problems:

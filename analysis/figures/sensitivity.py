@@ -18,6 +18,7 @@ from analysis.figures.common import DEFAULT_OPTIONS, Drawn, Options, add_note, n
 from analysis.results import Results
 from analysis.selection import grid_columns, short
 from analysis.style import display_name, ordered, problem_title
+from analysis.sweep import matching
 
 
 def _axes_keys(grid: list[str]) -> tuple[str, str | None]:
@@ -57,7 +58,8 @@ def sensitivity_matrix(
 def sensitivity_figure(results: Results, options: Options = DEFAULT_OPTIONS) -> Drawn:
     runs = results.sweep.runs
     panels = []
-    for problem in options.problems or results.sweep.problems:
+    problems, _ = matching(results.sweep.problems, options.problems or results.sweep.problems)
+    for problem in problems:
         of_problem = runs[runs["problem"] == problem]
         for method in ordered(of_problem["method"]):
             if options.methods and method not in options.methods:

@@ -29,6 +29,7 @@ def write_run(
     model: str = "mnist_ae",
     dataset: str = "fashion_mnist",
     state_bytes: int = 0,
+    dataset_config: dict[str, Any] | None = None,
 ) -> Path:
     """A run whose evaluation at epoch e has train/full_loss losses[e] (and test/accuracy
     accuracies[e]) at times[e] (default e*seconds_per_epoch) training seconds. Between
@@ -80,7 +81,8 @@ def write_run(
     summary = {
         "run_id": run_id,
         # the setting: everything but the seed
-        "group": f"{experiment}-{optimizer}-{json.dumps(optimizer_settings, sort_keys=True)}",
+        "group": f"{experiment}-{optimizer}-{json.dumps(optimizer_settings, sort_keys=True)}"
+        + (f"-{json.dumps(dataset_config, sort_keys=True)}" if dataset_config else ""),
         "experiment": experiment,
         "optimizer": optimizer,
         "model": model,
@@ -105,6 +107,8 @@ def write_run(
         "trainer": {"batch_size": 1000, "lr_decay_epochs": [40, 80]},
         "paths": {"runs_dir": str(root)},
     }
+    if dataset_config is not None:
+        config["dataset"] = dataset_config
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     return run_dir
 

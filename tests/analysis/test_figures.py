@@ -233,3 +233,28 @@ def test_command_line_writes_png_and_pdf_and_reports_what_it_skipped(
 def test_no_runs_is_an_error(tmp_path: Path, capsys) -> None:
     assert main(["tnt_fig1", "--runs", str(tmp_path)]) == 1
     assert "no runs" in capsys.readouterr().err
+
+
+def test_smoke_and_full_runs_of_an_experiment_are_separate_rows(tmp_path: Path) -> None:
+    full, smoke = {"train_size": None}, {"train_size": 64}
+    for seed in (0, 1):
+        write_run(
+            tmp_path, f"f{seed}", "sgd", seed, [100, 50], 1.0, experiment=AE, dataset_config=full
+        )
+        write_run(
+            tmp_path, f"s{seed}", "sgd", seed, [100, 5], 1.0, experiment=AE, dataset_config=smoke
+        )
+    results = Results.of(load(tmp_path))
+    assert len(results.selection.best_groups()) == 2  # one choice per problem
+    drawn = draw("tnt_fig1", results)
+    titles = [axes.get_title() for axes in drawn.figure.axes]
+    assert titles == [
+        "MNIST autoencoder [dataset.train_size=64]",
+        "MNIST autoencoder [dataset.train_size=64]",
+        "MNIST autoencoder [dataset.train_size=null]",
+        "MNIST autoencoder [dataset.train_size=null]",
+    ]
+    smoke_loss = lines_by_label(drawn.figure.axes[0])["SGD-m"].get_ydata()
+    full_loss = lines_by_label(drawn.figure.axes[2])["SGD-m"].get_ydata()
+    assert (list(smoke_loss), list(full_loss)) == ([100, 5], [100, 50])
+    assert drawn.missing[0] == "tnt_faces_ae: no runs"

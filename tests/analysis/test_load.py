@@ -63,8 +63,8 @@ def test_problem_splits_an_experiment_with_several_models(tmp_path: Path) -> Non
     write_run(tmp_path, "m", "sgd", 0, [3, 2], 1.0, experiment="default", model="mlp")
     write_run(tmp_path, "a", "sgd", 0, [3, 2], 1.0, experiment="default", model="mnist_ae")
     problems = load(tmp_path).runs.set_index("run_id")["problem"]
-    assert problems["m"] == "default/mlp-fashion_mnist"
-    assert problems["a"] == "default/mnist_ae-fashion_mnist"
+    assert problems["m"] == "default[model=mlp]"
+    assert problems["a"] == "default[model=mnist_ae]"
     write_failed_run(tmp_path, "f", "kfac", experiment="default", model=None, dataset=None)
     problems = load(tmp_path).runs.set_index("run_id")["problem"]
     assert problems["f"] == "default"  # does not say what it trained: kept, not split
@@ -108,3 +108,37 @@ def test_torn_last_line_of_a_killed_run_is_skipped(runs: Path) -> None:
 def test_unknown_folder_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="wandb:<entity>/<project>"):
         load(tmp_path / "nowhere")
+
+
+def test_smoke_and_full_runs_of_one_experiment_are_different_problems(tmp_path: Path) -> None:
+    """`scale=smoke` trains the experiment on a subset: its runs never compete with full
+    ones, whose curves it would otherwise win on a 64-example training set."""
+    full, smoke = {"source": "mnist", "train_size": None}, {"source": "mnist", "train_size": 64}
+    for seed in (0, 1):
+        write_run(
+            tmp_path,
+            f"f{seed}",
+            "sgd",
+            seed,
+            [100, 50],
+            1.0,
+            lr=0.1,
+            experiment="tnt_mnist_ae",
+            dataset_config=full,
+        )
+        write_run(
+            tmp_path,
+            f"s{seed}",
+            "sgd",
+            seed,
+            [100, 5],
+            1.0,
+            lr=1.0,
+            experiment="tnt_mnist_ae",
+            dataset_config=smoke,
+        )
+    write_failed_run(tmp_path, "x", "sgd", experiment="tnt_mnist_ae")
+    problems = load(tmp_path).runs.set_index("run_id")["problem"]
+    assert problems["f0"] == problems["f1"] == "tnt_mnist_ae[dataset.train_size=null]"
+    assert problems["s0"] == problems["s1"] == "tnt_mnist_ae[dataset.train_size=64]"
+    assert problems["x"] == "tnt_mnist_ae"  # no config: it cannot say which one it was
