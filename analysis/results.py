@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.selection import Rule, Selection, select
-from analysis.sweep import Sweep
+from analysis.sweep import Sweep, matching
 from analysis.targets import default_targets, run_time_to_target
 
 NONE_FINISHED = "none finished"
@@ -37,7 +37,12 @@ class Results:
     ) -> Results:
         selection = select(sweep.runs, rules)
         compared = compared_runs(sweep.runs, selection)
-        chosen_targets = {**default_targets(sweep.runs, selection), **(targets or {})}
+        given = {  # a target given for an experiment holds for each of its problems
+            problem: value
+            for name, value in (targets or {}).items()
+            for problem in matching(sweep.problems, [name])[0]
+        }
+        chosen_targets = {**default_targets(sweep.runs, selection), **given}
         per_run = run_time_to_target(sweep.metrics, compared, chosen_targets, selection.rules)
         return cls(sweep, selection, compared, chosen_targets, per_run)
 

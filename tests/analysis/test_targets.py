@@ -77,3 +77,24 @@ def test_a_diverged_run_misses_and_a_given_target_wins(tmp_path: Path) -> None:
     assert per_run.loc["d0", "epochs_to_target"] == 1.0
     harder = Results.of(load(tmp_path), targets={"demo": 2.5}).per_run.set_index("run_id")
     assert harder.loc["d0", "time_to_target"] == math.inf
+
+
+def test_a_target_given_for_an_experiment_holds_for_each_of_its_problems(tmp_path: Path) -> None:
+    for name, size, losses in (("f", None, [100, 50, 40]), ("s", 64, [100, 30, 5])):
+        write_run(
+            tmp_path,
+            name,
+            "sgd",
+            0,
+            losses,
+            1.0,
+            experiment=AE,
+            dataset_config={"train_size": size},
+        )
+    results = Results.of(load(tmp_path), targets={AE: 45.0})
+    assert results.targets == {
+        f"{AE}[dataset.train_size=null]": 45.0,
+        f"{AE}[dataset.train_size=64]": 45.0,
+    }
+    per_run = results.per_run.set_index("run_id")["epochs_to_target"]
+    assert (per_run["f"], per_run["s"]) == (2.0, 1.0)
