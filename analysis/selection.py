@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.style import ordered
+from analysis.style import display_name, ordered
 from analysis.sweep import STATUSES
 
 
@@ -164,8 +164,6 @@ def select(runs: pd.DataFrame, rules: Mapping[str, Rule] | None = None) -> Selec
 
 def selection_markdown(selection: Selection) -> str:
     """Per problem: the rule, each method's grid, and every setting with its score."""
-    from analysis.style import display_name
-
     lines = []
     for problem, rule in selection.rules.items():
         lines += [
