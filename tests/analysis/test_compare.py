@@ -1,5 +1,5 @@
-"""Run records -> DataFrames -> the comparison table and the loss figure, checked number by
-number on runs with known curves."""
+"""`python -m analysis.compare` (make demo): the comparison table and the loss figure, checked
+number by number on runs with known curves (loading itself: test_load.py)."""
 
 from __future__ import annotations
 
@@ -22,24 +22,6 @@ def runs(tmp_path: Path) -> Path:
     write_run(root, "a1", "adam", 1, [100, 50, 30], seconds_per_epoch=4.0)
     write_run(root, "a2", "adam", 2, [100, 1e9, 1e9], seconds_per_epoch=9.0, status="diverged")
     return root
-
-
-def test_summaries_one_row_per_run_with_flattened_config(runs: Path) -> None:
-    summaries = load_summaries(runs)
-    assert len(summaries) == 5
-    assert sorted(summaries["run_id"]) == ["a0", "a1", "a2", "s0", "s1"]
-    row = summaries.set_index("run_id").loc["s1"]
-    assert row["config.optimizer.lr"] == 0.1 and row["config.seed"] == 1
-    assert row["config.trainer.lr_decay_epochs"] == "[40, 80]"
-    assert row["final.train/full_loss"] == 50 and row["status"] == "completed"
-
-
-def test_metrics_one_row_per_record_with_run_columns(runs: Path) -> None:
-    metrics = load_metrics(runs)
-    assert len(metrics) == 5 * 5  # 3 evaluations and 2 step records per run
-    diverged = metrics[metrics["run_id"] == "a2"]
-    assert set(diverged["status"]) == {"diverged"}  # kept and marked, never dropped
-    assert set(metrics.columns) >= {"step", "epoch", "train/full_loss", "optimizer", "seed"}
 
 
 def test_comparison_table(runs: Path) -> None:
