@@ -24,6 +24,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from data.augment import make_augmentation
 from data.errors import DataUnavailableError
 from data.sources import load_splits
 from data.tensors import ShuffledBatches, Split
@@ -150,6 +151,12 @@ def likelihood_for(task: Task, dataset: DictConfig, model_name: str, dataset_nam
             "reconstruction likelihood (its inputs are not meant to be reconstructed); "
             "pick a classifier model or an image data set in [0, 1]"
         )
+    if dataset.normalization is not None or dataset.augmentation is not None:
+        raise UserInputError(
+            f"model={model_name} is an autoencoder: it reconstructs the inputs as loaded, but "
+            f"dataset={dataset_name} normalises or augments them; set "
+            "dataset.normalization=null and dataset.augmentation=null"
+        )
     return str(OmegaConf.to_container(dataset, enum_to_str=True)["reconstruction_likelihood"])
 
 
@@ -224,8 +231,16 @@ def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
             f"its data have shape {list(train.inputs.shape[1:])}"
         )
     try:
+        augmentation = make_augmentation(cfg.dataset)
+    except ValueError as error:
+        raise UserInputError(f"dataset={dataset_name}: {error}") from error
+    try:
         batches = ShuffledBatches(
-            train.inputs, _targets(task, train), cfg.trainer.batch_size, seed=cfg.seed
+            train.inputs,
+            _targets(task, train),
+            cfg.trainer.batch_size,
+            seed=cfg.seed,
+            augmentation=augmentation,
         )
     except ValueError as error:
         raise UserInputError(f"trainer.batch_size: {error}") from error
