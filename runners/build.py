@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
@@ -175,7 +176,9 @@ def _model(cfg: DictConfig, model_class: type, task: Task, model_name: str) -> n
     try:
         return instantiate(cfg.model, **supplied)
     except Exception as error:
-        raise UserInputError(f"model={model_name} could not be built: {error}") from error
+        # Hydra wraps the constructor's error; the constructor's own message is the useful one
+        reason = error.__cause__ if isinstance(error, InstantiationException) else None
+        raise UserInputError(f"model={model_name} could not be built: {reason or error}") from error
 
 
 def _optimizer_target(cfg: DictConfig) -> tuple[Callable[..., Any], bool]:
