@@ -65,6 +65,9 @@ class RandomCropFlip:
             raise ValueError(f"crop padding must be non-negative, got {padding}")
         self.padding = padding
         self.fill = torch.tensor(list(fill), dtype=torch.float32)
+        # the fill on each device, copied once: a host-to-device copy per step would
+        # synchronise the GPU inside the timed training step
+        self._fill_on: dict[tuple[torch.device, torch.dtype], Tensor] = {}
 
     def draw(self, count: int, generator: torch.Generator) -> Tensor:
         offsets = torch.randint(0, 2 * self.padding + 1, (count, 2), generator=generator)
@@ -74,7 +77,10 @@ class RandomCropFlip:
     def apply(self, inputs: Tensor, draws: Tensor) -> Tensor:
         batch, channels, height, width = inputs.shape
         pad = self.padding
-        fill = self.fill.to(device=inputs.device, dtype=inputs.dtype).view(1, channels, 1, 1)
+        key = (inputs.device, inputs.dtype)
+        if key not in self._fill_on:
+            self._fill_on[key] = self.fill.to(device=inputs.device, dtype=inputs.dtype)
+        fill = self._fill_on[key].view(1, channels, 1, 1)
         padded = fill.expand(batch, channels, height + 2 * pad, width + 2 * pad).clone()
         padded[:, :, pad : pad + height, pad : pad + width] = inputs
         top, left, flip = draws[:, 0], draws[:, 1], draws[:, 2].bool()
