@@ -11,7 +11,7 @@ import http.server
 import pickle
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from data.cifar import load_cifar10, load_cifar100
 from data.errors import DataUnavailableError
 from data.matlab_sources import faces_split_sizes, load_curves, load_faces
 from data.sources import load_splits
+from data.tensors import Splits
 from data.torchvision_sources import load_idx_dataset
 from runners.config_schema import DatasetConfig
 from tests.conftest import CONF_DIR
@@ -109,7 +110,10 @@ def accept_written_checksums(monkeypatch: pytest.MonkeyPatch, root: Path, cls: t
     [(datasets.CIFAR10, load_cifar10), (datasets.CIFAR100, load_cifar100)],
 )
 def test_cifar_loader(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dataset_class, loader
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dataset_class: type[datasets.CIFAR10],
+    loader: Callable[[Path, bool], Splits],
 ) -> None:
     written = write_cifar(tmp_path, dataset_class, per_file=6)
     accept_written_checksums(monkeypatch, tmp_path, dataset_class)
@@ -215,7 +219,9 @@ def test_mat_file_with_wrong_keys(tmp_path: Path) -> None:
     ("loader", "file"),
     [(load_faces, matlab_sources.FACES), (load_curves, matlab_sources.CURVES)],
 )
-def test_mat_file_missing_offline(tmp_path: Path, loader, file) -> None:
+def test_mat_file_missing_offline(
+    tmp_path: Path, loader: Callable[..., Splits], file: matlab_sources.MatlabFile
+) -> None:
     with pytest.raises(DataUnavailableError) as error:
         loader(tmp_path, download=False, local_path=None)
     message = str(error.value)
