@@ -86,11 +86,12 @@ def test_smoke_scale_keeps_model_and_optimizer_settings(experiment: str) -> None
     for optimizer in EXISTING_OPTIMIZERS:
         full = compose_config(f"experiment={experiment}", f"optimizer={optimizer}", "scale=full")
         smoke = compose_config(f"experiment={experiment}", f"optimizer={optimizer}", "scale=smoke")
-        default = compose_config(f"experiment={experiment}", f"optimizer={optimizer}")
-        assert without_hydra(full) == without_hydra(default)  # full is the paper as configured
+        if optimizer == "sgd":  # full is the paper as configured
+            default = compose_config(f"experiment={experiment}", f"optimizer={optimizer}")
+            assert without_hydra(full) == without_hydra(default)
         assert smoke.optimizer == full.optimizer and smoke.model == full.model
         assert smoke.hydra.runtime.choices.dataset == full.hydra.runtime.choices.dataset
-        assert (smoke.dataset.train_size, smoke.dataset.test_size) == (128, 64)
+        assert (smoke.dataset.train_size, smoke.dataset.test_size) == (64, 32)
         assert (smoke.trainer.batch_size, smoke.trainer.max_epochs) == (32, 2)
         assert smoke.trainer.max_time_s is None
         assert smoke.trainer.lr_decay_epochs == full.trainer.lr_decay_epochs
@@ -215,7 +216,7 @@ def test_every_experiment_runs_at_smoke_scale(tmp_path: Path, group: str) -> Non
     for run in runs:
         summary = read_summary(run)
         assert summary["status"] == "completed", summary
-        assert summary["steps"] == 8  # 128 examples / batch 32 x 2 epochs
+        assert summary["steps"] == 4  # 64 examples / batch 32 x 2 epochs
         config = OmegaConf.load(run / "config.yaml")
         tuned = compose_config(f"experiment={summary['experiment']}", "optimizer=sgd").optimizer
         assert config.optimizer.lr == tuned.lr  # the experiment's own SGD-m settings
