@@ -7,7 +7,7 @@ DEBIAN_FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyt
 DEMO_OPTIMIZERS ?= sgd,adam
 
 .DEFAULT_GOAL := help
-.PHONY: help install data demo test test-slow lint format clean
+.PHONY: help install data demo test test-slow test-gpu lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ test: lint data ## lint, then run the test suite (without the tests marked slow)
 
 test-slow: data ## run the slow tests (real-data training comparisons)
 	$(PYTHON) -m pytest -m slow -q
+
+test-gpu: data ## run the tests that need a CUDA device
+	$(PYTHON) -m pytest -m gpu -q
 
 lint: $(INSTALLED) ## ruff lint and format check
 	$(PYTHON) -m ruff check .

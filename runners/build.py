@@ -168,11 +168,15 @@ def _targets(task: Task, split: Split) -> Tensor:
     return split.inputs.flatten(1)  # a view: autoencoders reconstruct their flattened input
 
 
-def _model(cfg: DictConfig, model_class: type, task: Task, model_name: str) -> nn.Module:
+def _model_arguments(cfg: DictConfig, task: Task) -> dict[str, Any]:
+    """What the harness gives a model: the data set's input shape, and classes to a classifier."""
     supplied: dict[str, Any] = {"input_shape": list(cfg.dataset.input_shape)}
     if task == Task.classification:
         supplied["num_classes"] = int(cfg.dataset.num_classes)
-    _check_arguments(model_class, cfg.model, "model", tuple(supplied))
+    return supplied
+
+
+def _model(cfg: DictConfig, supplied: dict[str, Any], model_name: str) -> nn.Module:
     try:
         return instantiate(cfg.model, **supplied)
     except Exception as error:
@@ -219,6 +223,8 @@ def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
             f"model._target_={cfg.model._target_} must declare TASK (models.task.Task)"
         )
     likelihood = make_likelihood(likelihood_for(task, cfg.dataset, model_name, dataset_name))
+    model_arguments = _model_arguments(cfg, task)
+    _check_arguments(model_class, cfg.model, "model", tuple(model_arguments))
     _, optimizer_wants_model = _optimizer_target(cfg)
 
     try:
@@ -233,6 +239,7 @@ def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
             f"dataset={dataset_name} declares input_shape {list(cfg.dataset.input_shape)} but "
             f"its data have shape {list(train.inputs.shape[1:])}"
         )
+    train_targets = _targets(task, train)
     try:
         augmentation = make_augmentation(cfg.dataset)
     except ValueError as error:
@@ -240,7 +247,7 @@ def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
     try:
         batches = ShuffledBatches(
             train.inputs,
-            _targets(task, train),
+            train_targets,
             cfg.trainer.batch_size,
             seed=cfg.seed,
             augmentation=augmentation,
@@ -249,7 +256,7 @@ def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
         raise UserInputError(f"trainer.batch_size: {error}") from error
 
     torch.manual_seed(cfg.seed)
-    model = _model(cfg, model_class, task, model_name).to(device)
+    model = _model(cfg, model_arguments, model_name).to(device)
     optimizer = _optimizer(cfg, model, optimizer_wants_model)
     return BuiltRun(
         device=device,
@@ -258,7 +265,7 @@ def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
         optimizer=optimizer,
         scheduler=build_scheduler(optimizer, cfg.trainer),
         batches=batches,
-        train_eval=EvalSet(train.inputs, _targets(task, train)),
+        train_eval=EvalSet(train.inputs, train_targets),
         test_eval=EvalSet(test.inputs, _targets(task, test)),
         task=task,
     )

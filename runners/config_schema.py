@@ -120,6 +120,8 @@ class LoggerConfig:
     mode: WandbMode = WandbMode.auto
     project: str = "sobench"
     entity: str | None = None
+    # How long an online start may take before the run falls back to offline logging.
+    init_timeout_s: float = 60.0
 
 
 @dataclass

@@ -1,15 +1,14 @@
-"""Every loader on small files that the tests write in the real formats (gzip IDX, CIFAR
-python-pickle batches, MATLAB .mat), through the real loading code: shapes, dtypes, value
-ranges and values; and the one clear error when a file is missing."""
+"""The CIFAR, FACES and CURVES loaders on small files that the tests write in the real formats
+(CIFAR python-pickle batches, MATLAB .mat), through the real loading code: shapes, dtypes,
+value ranges and values; and the one clear error when a file is missing. (The gzip IDX
+loaders: tests/data/test_sources.py.)"""
 
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import http.server
 import pickle
-import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +26,6 @@ from data.errors import DataUnavailableError
 from data.matlab_sources import faces_split_sizes, load_curves, load_faces
 from data.sources import load_splits
 from data.tensors import Splits
-from data.torchvision_sources import load_idx_dataset
 from runners.config_schema import DatasetConfig
 from tests.conftest import CONF_DIR
 
@@ -40,34 +38,6 @@ def dataset_config(name: str, **overrides: object) -> DatasetConfig:
         OmegaConf.structured(DatasetConfig), OmegaConf.load(CONF_DIR / "dataset" / f"{name}.yaml")
     )
     return OmegaConf.merge(cfg, overrides)
-
-
-# ----------------------------------------------------------------------------- gzip IDX
-def write_idx(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
-    """The original MNIST files: big-endian magic 2051 / 2049, sizes, then uint8 data."""
-    count, rows, cols = images.shape
-    with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as file:
-        file.write(struct.pack(">IIII", 2051, count, rows, cols) + images.tobytes())
-    with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as file:
-        file.write(struct.pack(">II", 2049, count) + labels.tobytes())
-
-
-@pytest.mark.parametrize("dataset_class", [datasets.MNIST, datasets.FashionMNIST])
-def test_idx_loader(tmp_path: Path, dataset_class: type[datasets.MNIST]) -> None:
-    source = tmp_path / "debian"  # like /usr/share/datasets/fashion-mnist: the .gz files
-    source.mkdir()
-    train_images = RNG.integers(0, 256, (12, 28, 28), dtype=np.uint8)
-    test_images = RNG.integers(0, 256, (5, 28, 28), dtype=np.uint8)
-    train_labels = RNG.integers(0, 10, 12, dtype=np.uint8)
-    write_idx(source, "train", train_images, train_labels)
-    write_idx(source, "t10k", test_images, RNG.integers(0, 10, 5, dtype=np.uint8))
-    splits = load_idx_dataset(dataset_class, tmp_path / "data", False, local_sources=(source,))
-    assert splits.train.inputs.shape == (12, 1, 28, 28) and splits.test.inputs.shape[0] == 5
-    assert splits.train.inputs.dtype == torch.float32 and splits.train.labels.dtype == torch.int64
-    assert splits.train.inputs.min() >= 0.0 and splits.train.inputs.max() <= 1.0
-    expected = torch.from_numpy(train_images).float().div(255).unsqueeze(1)
-    torch.testing.assert_close(splits.train.inputs, expected)
-    assert splits.train.labels.tolist() == train_labels.tolist()
 
 
 # ----------------------------------------------------------------------------- CIFAR pickles

@@ -13,6 +13,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from torch import nn
 
+from models.autoencoder import DeepAutoencoder
+from models.mlp import MLP
 from models.task import Task
 from tests.conftest import CONF_DIR, compose_config
 
@@ -171,3 +173,28 @@ def test_initialisation_follows_the_reference_code() -> None:
     truncated_std = 0.05 * 0.8796  # std of a normal truncated at +-2 standard deviations
     assert dense.weight.std().item() == pytest.approx(truncated_std, rel=0.02)
     assert all((m.bias == 0.05).all() for m in cnn.layers if isinstance(m, nn.Linear))
+
+
+def test_mnist_autoencoder_architecture() -> None:
+    model = DeepAutoencoder([1, 28, 28], [1000, 500, 250, 30])
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.ReLU))]
+    sizes = [784, 1000, 500, 250, 30, 250, 500, 1000, 784]
+    linears = [m for m in layers if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == list(itertools.pairwise(sizes))
+    # ReLU after every hidden layer; the code layer (30) and the output layer are linear
+    kinds = ["L" if isinstance(m, nn.Linear) else "R" for m in layers]
+    assert "".join(kinds) == "LRLRLRLLRLRLRL"
+    count = sum(p.numel() for p in model.parameters())
+    print(f"mnist_ae parameters: {count:,}")
+    assert count == dense_count(sizes) == 2_837_314
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 784)
+    assert model.TASK is Task.reconstruction
+
+
+def test_mlp_classifier() -> None:
+    model = MLP([1, 28, 28], 10, [256, 128])
+    count = sum(p.numel() for p in model.parameters())
+    print(f"mlp parameters: {count:,}")
+    assert count == dense_count([784, 256, 128, 10])
+    assert model(torch.rand(4, 1, 28, 28)).shape == (4, 10)
+    assert model.TASK is Task.classification
