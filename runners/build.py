@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from data.augment import make_augmentation
 from data.errors import DataUnavailableError
 from data.sources import load_splits
 from data.tensors import ShuffledBatches, Split
@@ -150,6 +152,12 @@ def likelihood_for(task: Task, dataset: DictConfig, model_name: str, dataset_nam
             "reconstruction likelihood (its inputs are not meant to be reconstructed); "
             "pick a classifier model or an image data set in [0, 1]"
         )
+    if dataset.normalization is not None or dataset.augmentation is not None:
+        raise UserInputError(
+            f"model={model_name} is an autoencoder: it reconstructs the inputs as loaded, but "
+            f"dataset={dataset_name} normalises or augments them; set "
+            "dataset.normalization=null and dataset.augmentation=null"
+        )
     return str(OmegaConf.to_container(dataset, enum_to_str=True)["reconstruction_likelihood"])
 
 
@@ -172,7 +180,9 @@ def _model(cfg: DictConfig, supplied: dict[str, Any], model_name: str) -> nn.Mod
     try:
         return instantiate(cfg.model, **supplied)
     except Exception as error:
-        raise UserInputError(f"model={model_name} could not be built: {error}") from error
+        # Hydra wraps the constructor's error; the constructor's own message is the useful one
+        reason = error.__cause__ if isinstance(error, InstantiationException) else None
+        raise UserInputError(f"model={model_name} could not be built: {reason or error}") from error
 
 
 def _optimizer_target(cfg: DictConfig) -> tuple[Callable[..., Any], bool]:
@@ -231,7 +241,17 @@ def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
         )
     train_targets = _targets(task, train)
     try:
-        batches = ShuffledBatches(train.inputs, train_targets, cfg.trainer.batch_size, cfg.seed)
+        augmentation = make_augmentation(cfg.dataset)
+    except ValueError as error:
+        raise UserInputError(f"dataset={dataset_name}: {error}") from error
+    try:
+        batches = ShuffledBatches(
+            train.inputs,
+            train_targets,
+            cfg.trainer.batch_size,
+            seed=cfg.seed,
+            augmentation=augmentation,
+        )
     except ValueError as error:
         raise UserInputError(f"trainer.batch_size: {error}") from error
 

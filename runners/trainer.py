@@ -142,13 +142,13 @@ class Trainer:
     def _train_epoch(self) -> bool:
         """One epoch of steps; False when it stopped early (time budget or divergence)."""
         built, batches = self.built, self.built.batches
-        permutation = None
+        epoch = None
         for index in range(batches.steps_per_epoch):
             with self.clock.step():
-                with phase("data"):
-                    if permutation is None:
-                        permutation = batches.permutation(self.progress.epoch)
-                    inputs, targets = batches.batch(permutation, index)
+                with phase("data"):  # the epoch's order and augmentation draws, then a batch
+                    if epoch is None:
+                        epoch = batches.epoch(self.progress.epoch)
+                    inputs, targets = epoch.batch(index)
                 closure = StepClosure(built.model, built.likelihood, inputs, targets)
                 loss = built.optimizer.step(closure)
             if loss is None:
@@ -183,11 +183,11 @@ class Trainer:
             return
         batches = self.built.batches
         count = self.cfg.warm_start_batches or batches.steps_per_epoch
-        permutation = batches.permutation(-1)  # an order of its own, not epoch 0's
+        epoch = batches.epoch(-1)  # an order (and augmentation) of its own, not epoch 0's
 
         def closures() -> Iterator[StepClosure]:
             for index in range(count):
-                inputs, targets = batches.batch(permutation, index % batches.steps_per_epoch)
+                inputs, targets = epoch.batch(index % batches.steps_per_epoch)
                 yield StepClosure(self.built.model, self.built.likelihood, inputs, targets)
 
         totals = {"warm_start_s": self.progress.warm_start_s}

@@ -102,18 +102,19 @@ def test_shuffled_batches() -> None:
     inputs = torch.arange(10.0).reshape(10, 1)
     batches = ShuffledBatches(inputs, inputs.squeeze(1) * 2, batch_size=3, seed=5)
     assert batches.steps_per_epoch == 3  # drop_last: the 10th example waits for a later epoch
-    order = batches.permutation(0)
-    assert torch.equal(order, batches.permutation(0))  # a function of (seed, epoch)
-    assert not torch.equal(order, batches.permutation(1))
+    epoch = batches.epoch(0)
+    order = epoch.order
+    assert torch.equal(order, batches.epoch(0).order)  # a function of (seed, epoch)
+    assert not torch.equal(order, batches.epoch(1).order)
     assert sorted(order.tolist()) == list(range(10))
     seen = []
     for index in range(batches.steps_per_epoch):
-        x, y = batches.batch(order, index)
+        x, y = epoch.batch(index)
         assert x.shape == (3, 1) and torch.equal(y, x.squeeze(1) * 2)
         seen += x.squeeze(1).long().tolist()
     assert seen == order[:9].tolist()
     other_seed = ShuffledBatches(inputs, inputs.squeeze(1), batch_size=3, seed=6)
-    assert not torch.equal(order, other_seed.permutation(0))
+    assert not torch.equal(order, other_seed.epoch(0).order)
 
 
 def test_batch_larger_than_the_data() -> None:
