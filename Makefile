@@ -5,9 +5,10 @@ PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 DEBIAN_FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEMO_OPTIMIZERS ?= sgd,adam
+RUNS ?= runs
 
 .DEFAULT_GOAL := help
-.PHONY: help install data demo test test-slow lint format clean
+.PHONY: help install data demo figures report test test-slow test-gpu lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -33,11 +34,20 @@ demo: data ## train the Fashion-MNIST autoencoder with each optimizer, print the
 	$(PYTHON) -m runners.train -m experiment=demo optimizer=$(DEMO_OPTIMIZERS)
 	$(PYTHON) -m analysis.compare runs/demo --figure figures/demo.png
 
+figures: $(INSTALLED) ## draw every figure (tnt_fig1 ... profile) from runs/ (or RUNS=dir) into figures/, PNG+PDF
+	$(PYTHON) -m analysis.figures all --runs $(RUNS) --out figures
+
+report: $(INSTALLED) ## one markdown page with every figure and table of runs/ (or RUNS=dir): reports/<dir>/
+	$(PYTHON) -m analysis.report --runs $(RUNS) --out reports/$(notdir $(RUNS))
+
 test: lint data ## lint, then run the test suite (without the tests marked slow)
 	$(PYTHON) -m pytest -m "not slow and not gpu" -q
 
 test-slow: data ## run the slow tests (real-data training comparisons)
 	$(PYTHON) -m pytest -m slow -q
+
+test-gpu: data ## run the tests that need a CUDA device
+	$(PYTHON) -m pytest -m gpu -q
 
 lint: $(INSTALLED) ## ruff lint and format check
 	$(PYTHON) -m ruff check .
@@ -47,5 +57,5 @@ format: $(INSTALLED) ## ruff format and fix
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
 
-clean: ## remove run records, figures and caches (keeps .venv and datasets)
-	rm -rf runs figures .pytest_cache .ruff_cache
+clean: ## remove run records, figures, reports and caches (keeps .venv and datasets)
+	rm -rf runs figures reports .pytest_cache .ruff_cache

@@ -1,0 +1,17 @@
+"""Run records -> tidy DataFrames -> the papers' tables and figures. Reads files or W&B only;
+never imports training code (runners/, optimizers/) nor torch.
+
+    load.py          a source (folder, wandb:entity/project, wandb-offline:folder) -> Sweep
+    wandb_source.py  W&B runs (public API or offline files) -> the same Sweep
+    sweep.py         the Sweep: one row per run, one row per (run, step); problem and method
+    selection.py     best setting per (problem, method) by the papers' rules, with the grid
+    aggregate.py     median and band over seeds, aligned on epochs or training time
+    targets.py       epochs and time to a target (inf when missed)
+    profiles.py      Dolan-Moré performance profiles
+    results.py       the chosen settings' runs and their times to target, for all outputs
+    tables.py        cost, results and profile tables (markdown, CSV); python -m analysis.tables
+    figures/         named figures; python -m analysis.figures <name|all>
+    report.py        one markdown page with every figure and table; python -m analysis.report
+    compare.py       the quick table and figure of `make demo`
+    style.py         each method's name and colour, each problem's and metric's label
+"""

@@ -1,12 +1,12 @@
-"""Run records -> pandas DataFrames. Reads run directories only (never imports training code).
+"""Run records -> a tidy `Sweep` (analysis.sweep). Reads files or W&B, never training code.
 
-A run directory is any folder holding a summary.json (runners.records). Two views:
-- `load_summaries(root)`: one row per run: identity, status, final/best metrics, time totals,
-  and the flattened resolved config as `config.<key>` columns;
-- `load_metrics(root)`: one row per (run, logged record) of metrics.jsonl, with the run's
-  identity, status and flattened config joined.
-Runs that did not complete (running, failed, diverged) are kept with their status, never
-dropped: a plot or table decides what to show.
+Sources (the `--runs` argument of every command):
+    runs/demo                  a folder of run directories (any folder holding summary.json)
+    wandb:entity/project       a W&B project, through wandb's public API (needs `wandb login`)
+    wandb-offline:runs/demo    the offline W&B runs (<run_dir>/wandb/offline-run-*) under a
+                               folder, read with wandb's own reader: what W&B will show once
+                               they are synced
+A run directory holds config.yaml, metrics.jsonl and summary.json (runners.records).
 """
 
 from __future__ import annotations
@@ -18,56 +18,66 @@ from typing import Any
 import pandas as pd
 import yaml
 
-IDENTITY_COLUMNS = ("run_id", "group", "experiment", "optimizer", "model", "dataset", "seed")
+from analysis.sweep import SourceError, Sweep, build_sweep, run_row
+
+WANDB_PREFIX = "wandb:"
+OFFLINE_PREFIX = "wandb-offline:"
 
 
 def find_run_dirs(root: Path | str) -> list[Path]:
-    root = Path(root)
-    return sorted(path.parent for path in root.rglob("summary.json"))
+    return sorted(path.parent for path in Path(root).rglob("summary.json"))
 
 
-def _flatten(prefix: str, data: Any) -> dict[str, Any]:
-    if isinstance(data, dict):
-        flat: dict[str, Any] = {}
-        for key, value in data.items():
-            flat.update(_flatten(f"{prefix}.{key}" if prefix else str(key), value))
-        return flat
-    if isinstance(data, list):
-        return {prefix: json.dumps(data)}  # lists as JSON text: hashable, comparable columns
-    return {prefix: data}
-
-
-def _run_row(run_dir: Path) -> dict[str, Any]:
+def read_run_dir(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None, list[dict]]:
+    """(summary, resolved config or None, metric records) of one run directory."""
     summary = json.loads((run_dir / "summary.json").read_text())
-    row = {key: summary.get(key) for key in IDENTITY_COLUMNS}
-    row["status"] = summary.get("status")
-    row["run_dir"] = str(run_dir)
-    for section in ("final", "best"):
-        row.update(_flatten(section, summary.get(section) or {}))
-    row.update(_flatten("time", summary.get("time") or {}))
-    for key in ("epochs", "steps", "steps_per_epoch", "diverged_at_step", "parameters", "error"):
-        row[key] = summary.get(key)
     config_path = run_dir / "config.yaml"
-    if config_path.is_file():
-        row.update(_flatten("config", yaml.safe_load(config_path.read_text())))
-    return row
+    config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else None
+    metrics_path = run_dir / "metrics.jsonl"
+    lines = metrics_path.read_text().splitlines() if metrics_path.is_file() else []
+    # json reads the runner's NaN / Infinity; a torn last line (a killed run) is skipped
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return summary, config, records
+
+
+def load_local(root: Path | str) -> Sweep:
+    runs = []
+    for run_dir in find_run_dirs(root):
+        summary, config, records = read_run_dir(run_dir)
+        runs.append((run_row(summary, config, str(run_dir)), records))
+    return build_sweep(str(root), runs)
+
+
+def load(source: Path | str) -> Sweep:
+    """The sweep at `source` (see the module docstring for the forms); SourceError when it
+    cannot be read."""
+    text = str(source)
+    if text.startswith(WANDB_PREFIX):
+        from analysis.wandb_source import load_wandb_project
+
+        return load_wandb_project(text.removeprefix(WANDB_PREFIX))
+    if text.startswith(OFFLINE_PREFIX):
+        from analysis.wandb_source import load_wandb_offline
+
+        return load_wandb_offline(Path(text.removeprefix(OFFLINE_PREFIX)))
+    if not Path(text).is_dir():
+        raise SourceError(
+            f"no folder {text!r}: give a folder of run directories, "
+            "wandb:<entity>/<project> or wandb-offline:<folder>"
+        )
+    return load_local(text)
 
 
 def load_summaries(root: Path | str) -> pd.DataFrame:
-    """One row per run directory under root."""
-    return pd.DataFrame([_run_row(run_dir) for run_dir in find_run_dirs(root)])
+    """One row per run under root (Sweep.runs)."""
+    return load(root).runs
 
 
 def load_metrics(root: Path | str) -> pd.DataFrame:
-    """One row per logged record of every run under root, with run columns joined."""
-    frames = []
-    for run_dir in find_run_dirs(root):
-        run = _run_row(run_dir)
-        path = run_dir / "metrics.jsonl"
-        lines = path.read_text().splitlines() if path.is_file() else []
-        records = pd.DataFrame([json.loads(line) for line in lines if line])
-        if records.empty:
-            continue
-        run_columns = {key: value for key, value in run.items() if key not in records.columns}
-        frames.append(records.assign(**run_columns))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    """One row per (run, logged step) under root (Sweep.metrics)."""
+    return load(root).metrics

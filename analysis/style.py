@@ -1,6 +1,9 @@
-"""One look for every figure: each optimizer keeps its name and colour across all plots."""
+"""One look for every figure: each method keeps its name and colour across all plots, and
+each problem and metric its label."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import matplotlib
 
@@ -13,24 +16,72 @@ DISPLAY_NAMES = {
     "kbfgs": "K-BFGS",
     "kbfgs_l": "K-BFGS(L)",
     "tengrad": "TENGraD",
+    "tnt_ef": "TNT-EF",
 }
+# Variants of one optimizer class that the papers compare as separate methods, chosen by a
+# config value: (optimizer, config column, value) -> method.
+METHOD_VARIANTS = {("tnt", "config.optimizer.fisher", "empirical"): "tnt_ef"}
+
 _FIXED_ORDER = list(DISPLAY_NAMES)
 _PALETTE = matplotlib.colormaps["tab10"].colors
+BASELINE = "sgd"
+
+PROBLEM_TITLES = {
+    "tnt_mnist_ae": "MNIST autoencoder",
+    "tnt_faces_ae": "FACES autoencoder",
+    "tnt_fmnist_ae": "Fashion-MNIST autoencoder",
+    "kbfgs_mnist_ae": "MNIST autoencoder",
+    "kbfgs_faces_ae": "FACES autoencoder",
+    "kbfgs_curves_ae": "CURVES autoencoder",
+    "kbfgs_fmnist_ae": "Fashion-MNIST autoencoder",
+    "tnt_cifar10_resnet32": "CIFAR-10 ResNet-32",
+    "tnt_cifar100_vgg16": "CIFAR-100 VGG16-BN",
+    "tengrad_fmnist": "Fashion-MNIST CNN",
+    "tengrad_cifar10": "CIFAR-10 ResNet-32",
+    "demo": "demo: Fashion-MNIST autoencoder",
+}
+
+METRIC_LABELS = {
+    "train/full_loss": "training loss",
+    "train/loss_ema": "training loss (EMA of mini-batch losses)",
+    "test/loss": "test loss",
+    "test/error": "test error (%)",
+    "test/accuracy": "test accuracy (%)",
+}
+PERCENT_METRICS = ("test/error", "test/accuracy", "train/error", "train/accuracy")
+AXIS_LABELS = {"epoch": "epoch", "time": "training time (s)"}
 
 
-def display_name(optimizer: str) -> str:
-    return DISPLAY_NAMES.get(optimizer, optimizer)
+def display_name(method: str) -> str:
+    return DISPLAY_NAMES.get(method, method)
 
 
-def colour(optimizer: str) -> tuple[float, float, float]:
-    """Known optimizers get fixed colours; others take the remaining ones by name."""
-    if optimizer in _FIXED_ORDER:
-        return _PALETTE[_FIXED_ORDER.index(optimizer)]
+def problem_title(problem: str) -> str:
+    """ "tnt_mnist_ae" -> "MNIST autoencoder"; a split problem keeps its distinguishing
+    settings: "tnt_mnist_ae[dataset.train_size=64]" -> "MNIST autoencoder [...]"."""
+    experiment, bracket, settings = problem.partition("[")
+    title = PROBLEM_TITLES.get(experiment, experiment)
+    return f"{title} [{settings}" if bracket else title
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+def colour(method: str) -> tuple[float, float, float]:
+    """Known methods get fixed colours; others take the remaining ones by name."""
+    if method in _FIXED_ORDER:
+        return _PALETTE[_FIXED_ORDER.index(method)]
     spare = _PALETTE[len(_FIXED_ORDER) :]
-    return spare[sum(map(ord, optimizer)) % len(spare)]
+    return spare[sum(map(ord, method)) % len(spare)]
 
 
-def sort_key(optimizer: str) -> tuple[int, str]:
-    """Known optimizers in the papers' order, then the rest by name."""
-    known = _FIXED_ORDER.index(optimizer) if optimizer in _FIXED_ORDER else len(_FIXED_ORDER)
-    return known, optimizer
+def sort_key(method: str) -> tuple[int, str]:
+    """Known methods in the papers' order, then the rest by name."""
+    known = _FIXED_ORDER.index(method) if method in _FIXED_ORDER else len(_FIXED_ORDER)
+    return known, method
+
+
+def ordered(methods: Iterable[str]) -> list[str]:
+    """The distinct methods in the papers' order."""
+    return sorted(set(methods), key=sort_key)

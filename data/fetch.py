@@ -1,4 +1,4 @@
-"""Get data sets onto this machine: `python -m data.fetch fashion_mnist [mnist ...]`.
+"""Get data sets onto this machine: `python -m data.fetch fashion_mnist [cifar10 faces ...]`.
 
 Each data set goes through its real loader (data.sources), which takes the files from
 paths.data_dir, from a local source (Debian's /usr/share/datasets/fashion-mnist), or from

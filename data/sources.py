@@ -1,7 +1,10 @@
 """The registry of data sources: a data set config's `source` names one of these.
 
 Each loader returns both splits on the CPU, inputs as float32 (N, *input_shape) and labels as
-int64 (N,) or None. Adding a data set: one loader here and one YAML in conf/dataset/.
+int64 (N,) or None. `load_splits` then cuts the subset (train_size / test_size) and applies
+the config's normalisation (data.augment); augmentation of training batches happens later, on
+the training device (data.tensors.ShuffledBatches). Adding a data set: one loader here and one
+YAML in conf/dataset/.
 """
 
 from __future__ import annotations
@@ -9,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from data.augment import normalize_splits
+from data.cifar import load_cifar10, load_cifar100
+from data.matlab_sources import load_curves, load_faces
 from data.synthetic import make_synthetic
 from data.tensors import Splits
 from data.torchvision_sources import load_fashion_mnist, load_mnist
@@ -26,17 +32,32 @@ def _synthetic(cfg: DatasetConfig, data_dir: Path) -> Splits:
 SOURCES: dict[str, Callable[[DatasetConfig, Path], Splits]] = {
     "fashion_mnist": lambda cfg, data_dir: load_fashion_mnist(data_dir, cfg.download),
     "mnist": lambda cfg, data_dir: load_mnist(data_dir, cfg.download),
+    "cifar10": lambda cfg, data_dir: load_cifar10(data_dir, cfg.download),
+    "cifar100": lambda cfg, data_dir: load_cifar100(data_dir, cfg.download),
+    "faces": lambda cfg, data_dir: load_faces(data_dir, cfg.download, cfg.local_path),
+    "curves": lambda cfg, data_dir: load_curves(data_dir, cfg.download, cfg.local_path),
     "synthetic": _synthetic,
 }
+# Sources read from one file, which dataset.local_path may name.
+LOCAL_PATH_SOURCES = ("faces", "curves")
 
 
 def load_splits(cfg: DatasetConfig, data_dir: Path) -> Splits:
-    """Both splits of the configured data set, cut to train_size / test_size, on the CPU."""
+    """Both splits of the configured data set, cut to train_size / test_size and normalised,
+    on the CPU."""
     try:
         loader = SOURCES[cfg.source]
     except KeyError:
         raise ValueError(
             f"Unknown data source {cfg.source!r}; choose from {sorted(SOURCES)}"
         ) from None
+    if cfg.local_path is not None and cfg.source not in LOCAL_PATH_SOURCES:
+        raise ValueError(
+            f"dataset.local_path is only read by the sources {list(LOCAL_PATH_SOURCES)}; "
+            f"source {cfg.source!r} reads paths.data_dir"
+        )
     splits = loader(cfg, Path(data_dir))
-    return Splits(splits.train.head(cfg.train_size), splits.test.head(cfg.test_size))
+    splits = Splits(splits.train.head(cfg.train_size), splits.test.head(cfg.test_size))
+    if cfg.normalization is not None:
+        splits = normalize_splits(splits, cfg.normalization.mean, cfg.normalization.std)
+    return splits

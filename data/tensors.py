@@ -8,6 +8,7 @@ host-to-device copies inside the timed training loop.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -41,16 +42,39 @@ class Splits:
     test: Split
 
 
+class BatchAugmentation(Protocol):
+    """A random transform of training mini-batches, e.g. data.augment.RandomCropFlip.
+
+    `draw` gives the random parameters of `count` examples, shape (count, ...), on the CPU,
+    from the generator of the epoch; `apply` transforms a batch on its device, given the draws
+    of its rows moved to that device.
+    """
+
+    def draw(self, count: int, generator: torch.Generator) -> Tensor: ...
+
+    def apply(self, inputs: Tensor, draws: Tensor) -> Tensor: ...
+
+
 class ShuffledBatches:
     """Mini-batches of (inputs, targets) in a fresh random order every epoch.
 
-    The order of epoch e is a permutation drawn from a generator seeded with (seed, e) alone,
-    so it is reproducible and a run resumed at any epoch boundary draws the same batches as
-    an uninterrupted one. The last incomplete batch is dropped (`drop_last`), so every step
-    sees exactly `batch_size` examples.
+    The order of epoch e is a permutation drawn from a CPU generator seeded with (seed, e)
+    alone; with an `augmentation`, the same generator then draws every example's augmentation
+    parameters for the epoch, which are applied to each batch on the training device. So the
+    batches are reproducible, identical on CPU and GPU, independent of torch's global random
+    state, and a run resumed at any epoch boundary draws the same batches as an uninterrupted
+    one. The last incomplete batch is dropped (`drop_last`), so every step sees exactly
+    `batch_size` examples.
     """
 
-    def __init__(self, inputs: Tensor, targets: Tensor, batch_size: int, seed: int) -> None:
+    def __init__(
+        self,
+        inputs: Tensor,
+        targets: Tensor,
+        batch_size: int,
+        seed: int,
+        augmentation: BatchAugmentation | None = None,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"Invalid batch size: {batch_size}")
         if batch_size > inputs.shape[0]:
@@ -59,14 +83,35 @@ class ShuffledBatches:
             )
         self.inputs, self.targets = inputs, targets
         self.batch_size, self.seed = batch_size, seed
+        self.augmentation = augmentation
         self.steps_per_epoch = inputs.shape[0] // batch_size
 
-    def permutation(self, epoch: int) -> Tensor:
+    def epoch(self, epoch: int) -> EpochBatches:
+        """The batches of one epoch (epoch -1 is the warm start's own order)."""
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(self.inputs.shape[0], generator=generator)
-        return order.to(self.inputs.device)
+        count = self.inputs.shape[0]
+        order = torch.randperm(count, generator=generator).to(self.inputs.device)
+        draws = None
+        if self.augmentation is not None:
+            draws = self.augmentation.draw(count, generator).to(self.inputs.device)
+        return EpochBatches(self, order, draws)
 
-    def batch(self, permutation: Tensor, index: int) -> tuple[Tensor, Tensor]:
-        """The index-th mini-batch of an epoch's permutation."""
-        rows = permutation[index * self.batch_size : (index + 1) * self.batch_size]
-        return self.inputs[rows], self.targets[rows]
+
+@dataclass
+class EpochBatches:
+    """One epoch's order (and augmentation draws, indexed by position in that order)."""
+
+    batches: ShuffledBatches
+    order: Tensor
+    draws: Tensor | None
+
+    def batch(self, index: int) -> tuple[Tensor, Tensor]:
+        """The index-th mini-batch of the epoch, augmented when the data set says so."""
+        size = self.batches.batch_size
+        positions = slice(index * size, (index + 1) * size)
+        rows = self.order[positions]
+        inputs = self.batches.inputs[rows]
+        if self.draws is not None:
+            assert self.batches.augmentation is not None
+            inputs = self.batches.augmentation.apply(inputs, self.draws[positions])
+        return inputs, self.batches.targets[rows]

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from data.augment import make_augmentation
 from data.errors import DataUnavailableError
 from data.sources import load_splits
 from data.tensors import ShuffledBatches, Split
@@ -150,6 +152,12 @@ def likelihood_for(task: Task, dataset: DictConfig, model_name: str, dataset_nam
             "reconstruction likelihood (its inputs are not meant to be reconstructed); "
             "pick a classifier model or an image data set in [0, 1]"
         )
+    if dataset.normalization is not None or dataset.augmentation is not None:
+        raise UserInputError(
+            f"model={model_name} is an autoencoder: it reconstructs the inputs as loaded, but "
+            f"dataset={dataset_name} normalises or augments them; set "
+            "dataset.normalization=null and dataset.augmentation=null"
+        )
     return str(OmegaConf.to_container(dataset, enum_to_str=True)["reconstruction_likelihood"])
 
 
@@ -160,15 +168,21 @@ def _targets(task: Task, split: Split) -> Tensor:
     return split.inputs.flatten(1)  # a view: autoencoders reconstruct their flattened input
 
 
-def _model(cfg: DictConfig, model_class: type, task: Task, model_name: str) -> nn.Module:
+def _model_arguments(cfg: DictConfig, task: Task) -> dict[str, Any]:
+    """What the harness gives a model: the data set's input shape, and classes to a classifier."""
     supplied: dict[str, Any] = {"input_shape": list(cfg.dataset.input_shape)}
     if task == Task.classification:
         supplied["num_classes"] = int(cfg.dataset.num_classes)
-    _check_arguments(model_class, cfg.model, "model", tuple(supplied))
+    return supplied
+
+
+def _model(cfg: DictConfig, supplied: dict[str, Any], model_name: str) -> nn.Module:
     try:
         return instantiate(cfg.model, **supplied)
     except Exception as error:
-        raise UserInputError(f"model={model_name} could not be built: {error}") from error
+        # Hydra wraps the constructor's error; the constructor's own message is the useful one
+        reason = error.__cause__ if isinstance(error, InstantiationException) else None
+        raise UserInputError(f"model={model_name} could not be built: {reason or error}") from error
 
 
 def _optimizer_target(cfg: DictConfig) -> tuple[Callable[..., Any], bool]:
@@ -216,6 +230,8 @@ def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
             f"model._target_={cfg.model._target_} must declare TASK (models.task.Task)"
         )
     likelihood = make_likelihood(likelihood_for(task, cfg.dataset, model_name, dataset_name))
+    model_arguments = _model_arguments(cfg, task)
+    _check_arguments(model_class, cfg.model, "model", tuple(model_arguments))
     _, optimizer_wants_model = _optimizer_target(cfg)
 
     try:
@@ -230,15 +246,24 @@ def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
             f"dataset={dataset_name} declares input_shape {list(cfg.dataset.input_shape)} but "
             f"its data have shape {list(train.inputs.shape[1:])}"
         )
+    train_targets = _targets(task, train)
+    try:
+        augmentation = make_augmentation(cfg.dataset)
+    except ValueError as error:
+        raise UserInputError(f"dataset={dataset_name}: {error}") from error
     try:
         batches = ShuffledBatches(
-            train.inputs, _targets(task, train), cfg.trainer.batch_size, seed=cfg.seed
+            train.inputs,
+            train_targets,
+            cfg.trainer.batch_size,
+            seed=cfg.seed,
+            augmentation=augmentation,
         )
     except ValueError as error:
         raise UserInputError(f"trainer.batch_size: {error}") from error
 
     torch.manual_seed(cfg.seed)
-    model = _model(cfg, model_class, task, model_name).to(device)
+    model = _model(cfg, model_arguments, model_name).to(device)
     optimizer = _optimizer(cfg, model, optimizer_wants_model)
     return BuiltRun(
         device=device,
@@ -247,7 +272,7 @@ def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
         optimizer=optimizer,
         scheduler=build_scheduler(optimizer, cfg.trainer),
         batches=batches,
-        train_eval=EvalSet(train.inputs, _targets(task, train)),
+        train_eval=EvalSet(train.inputs, train_targets),
         test_eval=EvalSet(test.inputs, _targets(task, test)),
         task=task,
     )

@@ -20,7 +20,15 @@ from omegaconf import MISSING
 
 from models.task import LikelihoodName, Task
 
-__all__ = ["Config", "DatasetConfig", "LikelihoodName", "Task", "TrainerConfig"]
+__all__ = [
+    "Augmentation",
+    "Config",
+    "DatasetConfig",
+    "LikelihoodName",
+    "NormalizationConfig",
+    "Task",
+    "TrainerConfig",
+]
 
 
 class LRSchedule(str, Enum):
@@ -63,6 +71,20 @@ class TrainerConfig:
     force: bool = False  # rerun a run whose record says completed or diverged
 
 
+class Augmentation(str, Enum):
+    """Random transforms of training batches (data.augment), applied on the training device."""
+
+    crop_flip = "crop_flip"  # RandomCrop(H x W, padding=crop_padding) + horizontal flip (1/2)
+
+
+@dataclass
+class NormalizationConfig:
+    """Per-channel (x - mean) / std, applied to both splits at load time."""
+
+    mean: list[float] = MISSING
+    std: list[float] = MISSING
+
+
 @dataclass
 class DatasetConfig:
     """A data set: where it comes from and which problems it can pose.
@@ -81,7 +103,13 @@ class DatasetConfig:
     train_size: int | None = None
     test_size: int | None = None
     seed: int = 0  # synthetic data only: the data are fixed by this seed, not the run seed
-    download: bool = True  # allow torchvision to download when the files are missing
+    download: bool = True  # allow downloading when the files are missing
+    # A file to read instead of <data_dir>/<folder>/<file> (sources read from one file:
+    # faces, curves); null: the default location.
+    local_path: str | None = None
+    normalization: NormalizationConfig | None = None  # null: inputs as loaded
+    augmentation: Augmentation | None = None  # null: training batches as stored
+    crop_padding: int = 4  # for augmentation=crop_flip
 
 
 @dataclass
@@ -92,6 +120,8 @@ class LoggerConfig:
     mode: WandbMode = WandbMode.auto
     project: str = "sobench"
     entity: str | None = None
+    # How long an online start may take before the run falls back to offline logging.
+    init_timeout_s: float = 60.0
 
 
 @dataclass

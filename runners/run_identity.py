@@ -2,8 +2,9 @@
 
 A run is identified by what decides its result: the resolved config without the settings that
 only say where things go or how they are reported (the logger, the paths, `trainer.force`,
-the checkpoint cadence). Rerunning a command therefore finds its own directory again, which
-is how a killed run resumes and a completed one is skipped, on one machine or on a cluster.
+the checkpoint cadence, the file a data set is read from). Rerunning a command therefore
+finds its own directory again, which is how a killed run resumes and a completed one is
+skipped, on one machine or on a cluster.
 
 The W&B group hashes the same config without the seed, so the seeds of one setting are one
 group in the W&B interface.
@@ -21,6 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 NOT_IDENTITY_NODES = ("hydra", "logger", "paths")
 # trainer keys that do not change what a run computes.
 NOT_IDENTITY_TRAINER_KEYS = ("force", "checkpoint_every_epochs")
+# dataset keys that say where the data are read from, not what they are.
+NOT_IDENTITY_DATASET_KEYS = ("local_path",)
 
 DEFAULT_EXPERIMENT = "default"
 ID_LENGTH = 10
@@ -35,10 +38,14 @@ def identity_dict(cfg: DictConfig) -> dict[str, Any]:
         for key in cfg
         if key not in NOT_IDENTITY_NODES
     }
-    trainer = plain.get("trainer")
-    if isinstance(trainer, dict):
-        for key in NOT_IDENTITY_TRAINER_KEYS:
-            trainer.pop(key, None)
+    for node, keys in (
+        ("trainer", NOT_IDENTITY_TRAINER_KEYS),
+        ("dataset", NOT_IDENTITY_DATASET_KEYS),
+    ):
+        values = plain.get(node)
+        if isinstance(values, dict):
+            for key in keys:
+                values.pop(key, None)
     return plain
 
 

@@ -4,8 +4,11 @@ One step is `optimizer.step(StepClosure(...))` inside the training clock (runner
 Between steps, outside the clock: evaluation once per `eval_every_epochs` (full training loss
 and test loss, accuracy for classifiers), metric records, checkpoints. Before step 0, also
 outside the clock: an evaluation at the initial weights (so curves start at epoch 0, time 0)
-and, for optimizers that define `warm_start(closures)`, the warm-start pass over
-`warm_start_batches` mini-batches (timed separately as `time/warm_start_s`).
+and then, for optimizers that define `warm_start(closures)`, the warm-start pass over
+`warm_start_batches` mini-batches (timed separately as `time/warm_start_s`). A warm start may
+only gather statistics: changed weights are an error, and the model's buffers (BatchNorm's
+running statistics, moved by its training-mode forward passes) are restored, so every method
+starts training from the same model.
 
 Metric names (fixed; the analysis reads them):
     every log_every_steps steps: step, epoch, train/loss, train/loss_ema, time/train_s, lr
@@ -26,6 +29,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import torch
 
 from optimizers.phases import PHASES, phase
 from runners.build import BuiltRun
@@ -110,9 +115,9 @@ class Trainer:
         reset_peak_memory(self.built.device)
         self.write_summary(RUNNING)
         if not self.resumed:
-            self._warm_start()
             if not self._evaluate_and_log():
                 return self._finish(DIVERGED)
+            self._warm_start()
         while not self._budget_spent():
             epoch_completed = self._train_epoch()
             if self.progress.diverged_at_step is not None:
@@ -142,13 +147,13 @@ class Trainer:
     def _train_epoch(self) -> bool:
         """One epoch of steps; False when it stopped early (time budget or divergence)."""
         built, batches = self.built, self.built.batches
-        permutation = None
+        epoch = None
         for index in range(batches.steps_per_epoch):
             with self.clock.step():
-                with phase("data"):
-                    if permutation is None:
-                        permutation = batches.permutation(self.progress.epoch)
-                    inputs, targets = batches.batch(permutation, index)
+                with phase("data"):  # the epoch's order and augmentation draws, then a batch
+                    if epoch is None:
+                        epoch = batches.epoch(self.progress.epoch)
+                    inputs, targets = epoch.batch(index)
                 closure = StepClosure(built.model, built.likelihood, inputs, targets)
                 loss = built.optimizer.step(closure)
             if loss is None:
@@ -183,17 +188,32 @@ class Trainer:
             return
         batches = self.built.batches
         count = self.cfg.warm_start_batches or batches.steps_per_epoch
-        permutation = batches.permutation(-1)  # an order of its own, not epoch 0's
+        epoch = batches.epoch(-1)  # an order (and augmentation) of its own, not epoch 0's
 
         def closures() -> Iterator[StepClosure]:
             for index in range(count):
-                inputs, targets = batches.batch(permutation, index % batches.steps_per_epoch)
+                inputs, targets = epoch.batch(index % batches.steps_per_epoch)
                 yield StepClosure(self.built.model, self.built.likelihood, inputs, targets)
 
+        model = self.built.model
+        before = {name: value.clone() for name, value in model.state_dict().items()}
         totals = {"warm_start_s": self.progress.warm_start_s}
         with timed_outside_training(self.built.device, totals, "warm_start_s"):
             warm_start(closures())
         self.progress.warm_start_s = totals["warm_start_s"]
+        changed = [
+            name
+            for name, parameter in model.named_parameters()
+            if not torch.equal(parameter.detach(), before[name])
+        ]
+        if changed:
+            raise RuntimeError(
+                f"{type(self.built.optimizer).__name__}.warm_start changed the weights of "
+                f"{', '.join(changed)}; a warm start may only gather statistics"
+            )
+        # Its forward passes ran in training mode and moved BatchNorm's running statistics;
+        # put them back, so that a warm start leaves the model exactly as other methods get it.
+        model.load_state_dict(before)
 
     def _evaluate_and_log(self) -> bool:
         """Evaluate outside the clock and log the epoch record; False when the loss is not

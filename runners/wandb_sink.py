@@ -2,8 +2,10 @@
 
 Mode: `logger.mode=auto` is online when an account is configured (WANDB_API_KEY, or a
 `wandb login` entry in ~/.netrc) and offline otherwise, so a run never prompts or hangs;
-WANDB_MODE, when set, wins. Offline runs are written under the run directory
-(<run_dir>/wandb/offline-run-*) and can be uploaded later with `wandb sync`.
+WANDB_MODE, when set, wins. An online start that fails or takes longer than
+`logger.init_timeout_s` (no network on a compute node, say) falls back to offline with a
+warning. Offline runs are written under the run directory (<run_dir>/wandb/offline-run-*)
+and can be uploaded later with `wandb sync`.
 
 Identity: the W&B run id is the harness's run id (so a resumed run continues its W&B run),
 the group hashes the config without the seed (the seeds of a setting are one group), and the
@@ -13,6 +15,7 @@ the jobs of a multirun never merge.
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
 from pathlib import Path
@@ -22,6 +25,8 @@ from urllib.parse import urlparse
 from runners.config_schema import LoggerConfig, WandbMode
 
 DEFAULT_HOST = "https://api.wandb.ai"
+
+log = logging.getLogger(__name__)
 
 
 def account_configured() -> bool:
@@ -57,19 +62,32 @@ class WandbSink:
         import wandb
 
         self.mode = resolve_mode(cfg.mode)
-        self.run = wandb.init(
-            project=cfg.project,
-            entity=cfg.entity,
-            dir=str(run_dir),
-            id=wandb_id,
-            resume="allow",
-            group=group,
-            name=name,
-            tags=tags,
-            config=config,
-            mode=self.mode,
-            settings=wandb.Settings(console="off", silent=True),
-        )
+        arguments: dict[str, Any] = {
+            "project": cfg.project,
+            "entity": cfg.entity,
+            "dir": str(run_dir),
+            "id": wandb_id,
+            "resume": "allow",
+            "group": group,
+            "name": name,
+            "tags": tags,
+            "config": config,
+        }
+        settings = wandb.Settings(console="off", silent=True, init_timeout=cfg.init_timeout_s)
+        try:
+            self.run = wandb.init(**arguments, mode=self.mode, settings=settings)
+        except wandb.errors.Error as error:
+            if self.mode != "online":
+                raise
+            log.warning(
+                "W&B could not start online (%s); logging offline under %s/wandb instead "
+                "(upload later with `wandb sync`)",
+                str(error).splitlines()[0],
+                run_dir,
+            )
+            wandb.teardown()  # the service still holds the failed run's id
+            self.mode = "offline"
+            self.run = wandb.init(**arguments, mode=self.mode, settings=settings)
 
     def log(self, record: dict[str, Any]) -> None:
         values = {key: value for key, value in record.items() if key != "step"}

@@ -15,7 +15,7 @@ from omegaconf.errors import ValidationError
 from runners.config_schema import DatasetConfig, LoggerConfig, TrainerConfig, register_configs
 from tests.conftest import CONF_DIR, compose_config
 
-GROUPS = ("optimizer", "model", "dataset", "trainer", "logger", "experiment")
+GROUPS = ("optimizer", "model", "dataset", "trainer", "logger", "experiment", "scale")
 
 
 def copy_conf(tmp_path: Path) -> Path:
@@ -34,8 +34,8 @@ def group_options(group: str) -> list[str]:
     return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
 
 
-def tuned_pairs() -> list[tuple[str, str]]:
-    return sorted((path.parent.name, path.stem) for path in (CONF_DIR / "tuned").glob("*/*.yaml"))
+def tuned_pairs(group: str = "tuned") -> list[tuple[str, str]]:
+    return sorted((path.parent.name, path.stem) for path in (CONF_DIR / group).glob("*/*.yaml"))
 
 
 @pytest.mark.parametrize(
@@ -57,6 +57,19 @@ def test_tuned_settings_compose_into_the_optimizer(experiment: str, optimizer: s
     cfg = compose_config(f"experiment={experiment}", f"optimizer={optimizer}")
     for key, value in tuned.items():
         assert cfg.optimizer[key] == value
+
+
+@pytest.mark.parametrize(("experiment", "optimizer"), tuned_pairs("tuned_trainer"))
+def test_tuned_budgets_compose_into_the_trainer(experiment: str, optimizer: str) -> None:
+    tuned = OmegaConf.load(CONF_DIR / "tuned_trainer" / experiment / f"{optimizer}.yaml")
+    cfg = compose_config(f"experiment={experiment}", f"optimizer={optimizer}")
+    assert OmegaConf.get_type(cfg.trainer) is TrainerConfig
+    for key, value in tuned.items():
+        assert cfg.trainer[key] == value
+    overridden = compose_config(
+        f"experiment={experiment}", f"optimizer={optimizer}", "trainer.max_epochs=3"
+    )
+    assert overridden.trainer.max_epochs == 3  # the command line still wins
 
 
 def test_tuned_settings_apply_to_their_experiment_only(tmp_path: Path) -> None:

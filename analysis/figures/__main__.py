@@ -1,0 +1,85 @@
+"""Draw named figures of a sweep into PNG and PDF files.
+
+    python -m analysis.figures tnt_fig1 --runs runs/
+    python -m analysis.figures all --runs wandb:my-team/sobench --out figures/
+    python -m analysis.figures tnt_fig1 --runs runs/ --problems tnt_fmnist_ae --band bootstrap
+
+A figure whose problems are partly missing draws what there is and says what is missing
+(under the panels and here); one with nothing to draw is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analysis.aggregate import BANDS
+from analysis.figures import FIGURE_NAMES, draw
+from analysis.figures.common import FORMATS, LOSS_METRICS, Options, save
+from analysis.load import load
+from analysis.results import Results
+from analysis.sweep import SourceError
+from analysis.tables import parse_targets
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.figures",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"figures: {', '.join(FIGURE_NAMES)}, all",
+    )
+    parser.add_argument("figures", nargs="+", choices=[*FIGURE_NAMES, "all"], metavar="figure")
+    parser.add_argument(
+        "--runs",
+        default="runs",
+        help="folder, wandb:entity/project or wandb-offline:folder (default: runs)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("figures"), help="default: figures/")
+    parser.add_argument("--format", nargs="+", default=list(FORMATS), choices=FORMATS)
+    parser.add_argument("--band", default="minmax", choices=BANDS)
+    parser.add_argument(
+        "--loss",
+        default="full",
+        choices=list(LOSS_METRICS),
+        help="full: loss on the full training set; ema: EMA of batch losses",
+    )
+    parser.add_argument("--problems", nargs="+", help="draw these problems instead")
+    parser.add_argument("--methods", nargs="+", help="draw these methods instead")
+    parser.add_argument("--target", nargs="*", default=[], help="problem=value (profile)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        sweep = load(args.runs)
+    except SourceError as error:
+        print(error, file=sys.stderr)
+        return 1
+    if sweep.runs.empty:
+        print(f"no runs in {args.runs}", file=sys.stderr)
+        return 1
+    results = Results.of(sweep, targets=parse_targets(args.target))
+    options = Options(
+        band=args.band,
+        loss=args.loss,
+        problems=tuple(args.problems) if args.problems else None,
+        methods=tuple(args.methods) if args.methods else None,
+    )
+    names = FIGURE_NAMES if "all" in args.figures else args.figures
+    for name in names:
+        drawn = draw(name, results, options)
+        if drawn.figure is None:
+            print(f"{name}: nothing to draw ({'; '.join(drawn.missing)})")
+            continue
+        paths = save(drawn.figure, args.out, name, args.format)
+        print(f"{name}: {', '.join(map(str, paths))}")
+        for note in drawn.missing:
+            print(f"  missing: {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

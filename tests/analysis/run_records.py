@@ -1,0 +1,139 @@
+"""Write run directories with known curves, in the runner's record format, for analysis
+tests (analysis reads files only, so these are exactly what it sees after real runs)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def write_run(
+    root: Path,
+    run_id: str,
+    optimizer: str,
+    seed: int,
+    losses: Sequence[float],
+    seconds_per_epoch: float,
+    steps_per_epoch: int = 10,
+    status: str = "completed",
+    lr: float = 0.1,
+    experiment: str = "demo",
+    accuracies: Sequence[float] | None = None,
+    times: Sequence[float] | None = None,
+    optimizer_config: dict[str, Any] | None = None,
+    model: str = "mnist_ae",
+    dataset: str = "fashion_mnist",
+    state_bytes: int = 0,
+    dataset_config: dict[str, Any] | None = None,
+) -> Path:
+    """A run whose evaluation at epoch e has train/full_loss losses[e] (and test/accuracy
+    accuracies[e]) at times[e] (default e*seconds_per_epoch) training seconds. Between
+    evaluations a step record is logged at each epoch's last step, as the runner does
+    (log_every_steps divides steps_per_epoch). A NaN loss ends a diverged run there."""
+    run_dir = root / experiment / run_id
+    run_dir.mkdir(parents=True)
+    times = (
+        list(times) if times is not None else [e * seconds_per_epoch for e in range(len(losses))]
+    )
+    optimizer_settings = {"lr": lr, **(optimizer_config or {})}
+    records: list[dict[str, Any]] = []
+    evaluations: list[dict[str, Any]] = []
+    for epoch, loss in enumerate(losses):
+        step = epoch * steps_per_epoch
+        position = {"step": step, "epoch": float(epoch)}
+        if epoch:
+            records.append(
+                {
+                    **position,
+                    "train/loss": loss * 1.1,
+                    "train/loss_ema": loss * 1.05,
+                    "time/train_s": times[epoch],
+                    "lr": lr,
+                }
+            )
+        if not math.isfinite(loss):
+            break  # the runner stops at a non-finite training loss
+        evaluation = {
+            **position,
+            "train/full_loss": loss,
+            "test/loss": loss + 1.0,
+            "time/train_s": times[epoch],
+            "lr": lr,
+            "mem/optimizer_state_bytes": state_bytes,
+            "mem/peak_bytes": 2**30,
+        }
+        if accuracies is not None:
+            evaluation["test/accuracy"] = accuracies[epoch]
+            evaluation["train/accuracy"] = accuracies[epoch] + 0.05
+        records.append(evaluation)
+        evaluations.append(evaluation)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    steps = records[-1]["step"]
+    finite = [loss for loss in losses if math.isfinite(loss)]
+    best: dict[str, float] = {"train/full_loss": min(finite), "test/loss": min(finite) + 1.0}
+    if accuracies is not None:
+        best["test/accuracy"] = max(accuracies[: len(evaluations)])
+    summary = {
+        "run_id": run_id,
+        # the setting: everything but the seed
+        "group": f"{experiment}-{optimizer}-{json.dumps(optimizer_settings, sort_keys=True)}"
+        + (f"-{json.dumps(dataset_config, sort_keys=True)}" if dataset_config else ""),
+        "experiment": experiment,
+        "optimizer": optimizer,
+        "model": model,
+        "dataset": dataset,
+        "seed": seed,
+        "status": status,
+        "epochs": steps // steps_per_epoch,
+        "steps": steps,
+        "steps_per_epoch": steps_per_epoch,
+        "diverged_at_step": steps if status == "diverged" else None,
+        "final": evaluations[-1],
+        "best": best,
+        "time": {
+            "train_s": records[-1]["time/train_s"],
+            "per_step_s": records[-1]["time/train_s"] / steps if steps else None,
+        },
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    config = {
+        "seed": seed,
+        "optimizer": {"_target_": f"x.{optimizer}", **optimizer_settings},
+        "trainer": {"batch_size": 1000, "lr_decay_epochs": [40, 80]},
+        "paths": {"runs_dir": str(root)},
+    }
+    if dataset_config is not None:
+        config["dataset"] = dataset_config
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    return run_dir
+
+
+def write_failed_run(
+    root: Path,
+    run_id: str,
+    optimizer: str,
+    experiment: str = "demo",
+    model: str = "mnist_ae",
+    dataset: str = "fashion_mnist",
+) -> Path:
+    """A run that failed before training: summary.json only, as runners.run writes it."""
+    run_dir = root / experiment / run_id
+    run_dir.mkdir(parents=True)
+    summary = {
+        "run_id": run_id,
+        "group": f"{experiment}-{optimizer}-failed",
+        "experiment": experiment,
+        "optimizer": optimizer,
+        "model": model,
+        "dataset": dataset,
+        "seed": 0,
+        "status": "failed",
+        "error": "Invalid damping value: -1.0",
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return run_dir

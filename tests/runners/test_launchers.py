@@ -1,0 +1,38 @@
+"""Sweeps through Hydra's launcher plugins: the submitit launcher (the one that submits to
+SLURM) runs each job in its own process, and the jobs record exactly where the basic
+launcher puts them, so identities do not depend on where a job runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import QUICK, compose_config, read_summary, run_dirs, run_train
+
+
+def test_submitit_jobs_record_like_local_jobs(tmp_path: Path) -> None:
+    sweep = ("optimizer=sgd,adam",)
+    local = run_train(*QUICK, *sweep, runs_dir=tmp_path / "local", multirun=True)
+    assert local.returncode == 0, local.stderr
+    submitit = run_train(
+        *QUICK,
+        *sweep,
+        "hydra/launcher=submitit_local",
+        runs_dir=tmp_path / "submitit",
+        multirun=True,
+    )
+    assert submitit.returncode == 0, submitit.stderr
+    assert "Submitit 'local' sweep output dir" in submitit.stdout
+    assert list((tmp_path / "submitit" / ".submitit").iterdir())  # submitit's job folders
+    local_ids = sorted(d.relative_to(tmp_path / "local") for d in run_dirs(tmp_path / "local"))
+    submitit_dirs = run_dirs(tmp_path / "submitit")
+    assert sorted(d.relative_to(tmp_path / "submitit") for d in submitit_dirs) == local_ids
+    assert all(read_summary(d)["status"] == "completed" for d in submitit_dirs)
+
+
+def test_slurm_preset_composes() -> None:
+    cfg = compose_config("hydra/launcher=slurm", "hydra.launcher.partition=gpu")
+    launcher = cfg.hydra.launcher
+    assert (
+        launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    )
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1
