@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 from torch import Tensor, nn
 
 from models.likelihoods import CrossEntropy
@@ -19,6 +20,7 @@ from optimizers.curvature import (
     split_matrix,
 )
 from optimizers.kfac import KFAC
+from tests.conftest import compose_config
 from tests.optimizers.problems import closure_for, tiny_batches, tiny_convnet, tiny_mlp
 from tests.optimizers.reference import patches_by_loop, per_example_output_gradients
 
@@ -170,7 +172,11 @@ class SmallResNet(nn.Module):
 
 
 def assert_every_layer_records(
-    model: nn.Module, batch: tuple[Tensor, Tensor], layers: int, batch_norms: int
+    model: nn.Module,
+    batch: tuple[Tensor, Tensor],
+    layers: int,
+    batch_norms: int,
+    take_step: bool = True,
 ) -> None:
     """KFAC on `model` hooks every Conv2d and Linear (`layers` of them), lists the BatchNorm
     layers once at start-up, and on a step every hooked layer records activations and
@@ -186,7 +192,8 @@ def assert_every_layer_records(
     for layer in capture.layers:
         assert layer.activations().shape[0] == batch[0].shape[0]
         assert layer.output_gradients().abs().sum() > 0, layer.name
-    optimizer.step(closure_for(model, batch))  # the real step checks the same, then steps
+    if take_step:  # the real step checks the same, then inverts and steps
+        optimizer.step(closure_for(model, batch))
 
 
 def test_hooks_fire_on_every_registered_layer_of_a_residual_conv_net() -> None:
@@ -276,3 +283,26 @@ def test_pre_activations_need_keep_outputs() -> None:
     recorded_step(capture, model, tiny_batches(1)[0], sampled=False)
     with pytest.raises(RuntimeError, match="keep_outputs"):
         capture.layers[0].pre_activations()
+
+
+@pytest.mark.parametrize(
+    ("model_name", "dataset", "layers", "batch_norms", "take_step"),
+    [
+        # stem + 3 x 5 x 2 block convs + FC; option-A shortcuts have no conv
+        ("resnet32", "cifar10", 32, 31, True),
+        # 13 convs + 3 Linear; no step: inverting its 4609 x 4609 factors takes seconds
+        ("vgg16_bn", "cifar100", 16, 13, False),
+    ],
+)
+def test_hooks_fire_on_every_layer_of_the_papers_cnns(
+    model_name: str, dataset: str, layers: int, batch_norms: int, take_step: bool
+) -> None:
+    cfg = compose_config(f"model={model_name}", f"dataset={dataset}")
+    torch.manual_seed(0)
+    model = instantiate(
+        cfg.model,
+        input_shape=list(cfg.dataset.input_shape),
+        num_classes=int(cfg.dataset.num_classes),
+    )
+    batch = (torch.randn(2, *cfg.dataset.input_shape), torch.tensor([0, 1]))
+    assert_every_layer_records(model, batch, layers, batch_norms, take_step)
