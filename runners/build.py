@@ -212,6 +212,13 @@ def _optimizer(cfg: DictConfig, model: nn.Module, wants_model: bool) -> torch.op
     return optimizer
 
 
+def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The configured optimizer (cfg.optimizer) for `model`, checked as a run checks it
+    (UserInputError); for tools that build an optimizer without a run (runners.bench)."""
+    _, wants_model = _optimizer_target(cfg)
+    return _optimizer(cfg, model, wants_model)
+
+
 def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
     """Everything a run needs, checked; raises UserInputError before any training."""
     check_trainer(cfg.trainer)

@@ -1,0 +1,140 @@
+"""What a curvature method sees of one Linear or Conv2d layer on a recorded step.
+
+For a layer s = W a + b (a convolution is that map applied at each of T output positions to
+the unfolded input patch a_t):
+
+    activations()        a_tilde = [a; 1] (the 1 only when the layer has a bias),
+                         shape (N, T, d_in [+1]); T = 1 for a Linear on (N, d_in) inputs
+    output_gradients()   g_n = N * dLoss/ds_n for the mean mini-batch loss, i.e. the
+                         gradient of example n's own loss, shape (N, T, d_out)
+    pre_activations()    s, shape (N, T, d_out) (when the capture keeps outputs)
+
+Linear inputs of shape (N, ..., d_in) are read as N examples with prod(...) positions, like a
+convolution's spatial positions. The gradient of the weights and bias as one matrix
+[dW | db] of shape (d_out, d_in [+1]) is `as_matrix(weight_like, bias_like)`; `split_matrix`
+undoes it. The column order of a conv weight matrix (C_in, kh, kw) matches F.unfold's rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.graph import GradientEdge
+
+
+class LayerKind(str, Enum):
+    linear = "linear"
+    conv2d = "conv2d"
+
+
+def unsupported_reason(module: nn.Module) -> str | None:
+    """Why the capture cannot read `module` (None when it can)."""
+    if isinstance(module, nn.Linear):
+        return None
+    if isinstance(module, nn.Conv2d):
+        if module.groups != 1:
+            return f"grouped convolution (groups={module.groups})"
+        if module.padding_mode != "zeros":
+            return f"padding_mode={module.padding_mode!r}"
+        if isinstance(module.padding, str) and module.padding != "valid":
+            return f"padding={module.padding!r}"
+        return None
+    return "no Kronecker-factored rule for this layer type"
+
+
+def layer_kind(module: nn.Module) -> LayerKind:
+    return LayerKind.conv2d if isinstance(module, nn.Conv2d) else LayerKind.linear
+
+
+@dataclass(eq=False)
+class CapturedLayer:
+    """One hooked layer and what the hooks recorded on the latest recorded step."""
+
+    name: str
+    module: nn.Module
+    kind: LayerKind
+    inputs: Tensor | None = field(default=None, repr=False)  # the module's input, detached
+    outputs: Tensor | None = field(default=None, repr=False)  # s, detached (keep_outputs)
+    output_edge: GradientEdge | None = field(default=None, repr=False)
+    output_grad: Tensor | None = field(default=None, repr=False)  # dLoss/ds, latest backward
+
+    @property
+    def weight(self) -> Tensor:
+        return self.module.weight
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.module.bias
+
+    @property
+    def has_bias(self) -> bool:
+        return self.module.bias is not None
+
+    @property
+    def batch_size(self) -> int:
+        if self.inputs is None:
+            raise RuntimeError(f"layer {self.name!r} has no recorded forward pass")
+        return self.inputs.shape[0]
+
+    def clear(self) -> None:
+        self.inputs = self.outputs = self.output_edge = self.output_grad = None
+
+    def activations(self) -> Tensor:
+        """a_tilde, (N, T, d_in [+1]): the inputs (conv: unfolded patches) with a column of
+        ones when the layer has a bias."""
+        if self.inputs is None:
+            raise RuntimeError(f"layer {self.name!r} has no recorded forward pass")
+        if self.kind == LayerKind.conv2d:
+            conv = self.module
+            assert isinstance(conv, nn.Conv2d)
+            padding = 0 if conv.padding == "valid" else conv.padding
+            patches = F.unfold(
+                self.inputs, conv.kernel_size, conv.dilation, padding, conv.stride
+            ).transpose(1, 2)  # (N, T, C_in*kh*kw)
+        else:
+            patches = self.inputs.reshape(self.inputs.shape[0], -1, self.inputs.shape[-1])
+        if not self.has_bias:
+            return patches
+        ones = torch.ones(*patches.shape[:2], 1, dtype=patches.dtype, device=patches.device)
+        return torch.cat([patches, ones], dim=2)
+
+    def output_gradients(self) -> Tensor:
+        """g, (N, T, d_out): N * dLoss/ds, each example's own loss gradient (the loss is a
+        mean over the batch)."""
+        if self.output_grad is None:
+            raise RuntimeError(f"layer {self.name!r} has no recorded backward pass")
+        return _positions_last(self.output_grad, self.kind) * self.batch_size
+
+    def pre_activations(self) -> Tensor:
+        """s, (N, T, d_out), when the capture keeps outputs."""
+        if self.outputs is None:
+            raise RuntimeError(f"layer {self.name!r} kept no outputs (keep_outputs=False)")
+        return _positions_last(self.outputs, self.kind)
+
+
+def _positions_last(tensor: Tensor, kind: LayerKind) -> Tensor:
+    """(N, C, H, W) conv outputs -> (N, H*W, C); (N, ..., d) linear outputs -> (N, T, d)."""
+    if kind == LayerKind.conv2d:
+        return tensor.flatten(2).transpose(1, 2)
+    return tensor.reshape(tensor.shape[0], -1, tensor.shape[-1])
+
+
+def as_matrix(weight_like: Tensor, bias_like: Tensor | None) -> Tensor:
+    """[W | b] as a (d_out, d_in [+1]) matrix (conv weights flattened to C_in*kh*kw)."""
+    matrix = weight_like.reshape(weight_like.shape[0], -1)
+    if bias_like is None:
+        return matrix
+    return torch.cat([matrix, bias_like.unsqueeze(1)], dim=1)
+
+
+def split_matrix(
+    matrix: Tensor, weight_shape: torch.Size, has_bias: bool
+) -> tuple[Tensor, Tensor | None]:
+    """The inverse of `as_matrix`: (weight-shaped tensor, bias-shaped tensor or None)."""
+    if not has_bias:
+        return matrix.reshape(weight_shape), None
+    return matrix[:, :-1].reshape(weight_shape), matrix[:, -1]

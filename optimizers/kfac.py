@@ -1,0 +1,223 @@
+"""KFAC: Kronecker-factored approximate curvature.
+
+Martens & Grosse (2015), "Optimizing neural networks with Kronecker-factored approximate
+curvature"; convolutions as in KFC, Grosse & Martens (2016). The variant of the TNT paper's
+comparison (Ren & Goldfarb 2021).
+
+For a Linear or Conv2d layer with gradient matrix [dW | db] (d_out x (d_in+1)), from the
+curvature capture (optimizers.curvature), with a_tilde = [a; 1] and g_n = N * dLoss/ds_n
+from the sampled-label backward pass:
+
+    A_hat = (1/N) sum_n sum_t a_tilde a_tilde^T          (T = 1 for Linear, conv positions)
+    G_hat = (1/(N*T)) sum_n sum_t g g^T
+    A <- rho*A + (1-rho)*A_hat,  G <- rho*G + (1-rho)*G_hat        every T1 steps
+    pi = 1 (damping_split=equal) or sqrt((tr A / dim A) / (tr G / dim G)) (trace)
+    A_inv = (A + pi*sqrt(lambda)*I)^-1,  G_inv = (G + sqrt(lambda)/pi*I)^-1   every T2 steps
+    D = G_inv M A_inv,  M = momentum buffer as [m_W | m_b]
+    optional KL clip: nu = min(1, sqrt(kl_clip / sum_layers(lr^2 * <D, g>))), D <- nu*D
+    W <- (1 - lr*wd)*W - lr*D
+
+Other parameters (BatchNorm, LayerNorm, embeddings, grouped convolutions) take the plain
+momentum step D = m; their types are listed once in a warning when the optimizer is built.
+Schedule, warm start, momentum and decay: optimizers.base.
+
+Note: the KL clip sums over the preconditioned layers only and scales only their directions;
+when the sum is not positive (possible with momentum) no clipping is applied.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from enum import Enum
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from optimizers.base import (
+    CurvatureOptimizer,
+    Fisher,
+    call_closure,
+    parse_choice,
+    sampled_loss,
+)
+from optimizers.curvature import CapturedLayer, CurvatureCapture, as_matrix, split_matrix
+from optimizers.linalg import damped_inverse, damping_only
+from optimizers.statistics import accumulate_gram_average
+
+ACTIVATION_FACTOR = "activation_factor"  # A
+GRADIENT_FACTOR = "gradient_factor"  # G
+ACTIVATION_INVERSE = "activation_factor_inverse"
+GRADIENT_INVERSE = "gradient_factor_inverse"
+
+
+class DampingSplit(str, Enum):
+    """How lambda is split over the two factors: pi*sqrt(lambda) on A, sqrt(lambda)/pi on G."""
+
+    equal = "equal"  # pi = 1 (the TNT paper's choice)
+    trace = "trace"  # pi = sqrt((tr A / dim A) / (tr G / dim G)) (Martens & Grosse, sec. 6.3)
+
+
+def damping_split(activation_factor: Tensor, gradient_factor: Tensor, split: DampingSplit) -> float:
+    """pi of the damping split."""
+    if split == DampingSplit.equal:
+        return 1.0
+    a_mean = float(activation_factor.diagonal().mean())
+    g_mean = float(gradient_factor.diagonal().mean())
+    if a_mean <= 0.0 or g_mean <= 0.0:
+        return 1.0
+    return math.sqrt(a_mean / g_mean)
+
+
+def kfac_direction(
+    momentum_matrix: Tensor, activation_inverse: Tensor, gradient_inverse: Tensor
+) -> Tensor:
+    """D = G_inv M A_inv."""
+    return gradient_inverse @ momentum_matrix @ activation_inverse
+
+
+def kl_clip_factor(kl_clip: float, lr_squared_inner: float) -> float:
+    """nu = min(1, sqrt(kl_clip / sum(lr^2 * <D, g>))); 1 when the sum is not positive."""
+    if lr_squared_inner <= 0.0:
+        return 1.0
+    return min(1.0, math.sqrt(kl_clip / lr_squared_inner))
+
+
+class KFAC(CurvatureOptimizer):
+    """KFAC for Linear and Conv2d layers (module docstring for the update rule).
+
+    Args:
+        params: the parameters to optimise, or param groups (torch.optim convention).
+        model: the network; its Linear and Conv2d layers are hooked for the statistics.
+        lr: alpha. damping: lambda, split over the factors by `damping_split`.
+        momentum, momentum_dampening, weight_decay, l2: optimizers.base.
+        curvature_every: T1, steps between statistics refreshes.
+        inverse_every: T2, steps between inverse refreshes (every T1 while t < T2).
+        statistics_decay: rho of the factors' running average.
+        damping_split: "equal" (pi = 1) or "trace".
+        kl_clip: optional KL-clipping bound (null: off).
+        fisher: "sampled" (labels from the model) or "empirical" (training labels).
+        warm_start: average the factors over the trainer's warm-start batches before step 0.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        model: nn.Module,
+        lr: float = 3e-3,
+        damping: float = 0.3,
+        momentum: float = 0.9,
+        momentum_dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        l2: float = 0.0,
+        curvature_every: int = 1,
+        inverse_every: int = 20,
+        statistics_decay: float = 0.9,
+        damping_split: str = "equal",
+        kl_clip: float | None = None,
+        fisher: str = "sampled",
+        warm_start: bool = True,
+    ) -> None:
+        if not damping > 0.0:
+            raise ValueError(f"Invalid damping value: {damping}")
+        if kl_clip is not None and not kl_clip > 0.0:
+            raise ValueError(f"Invalid kl_clip value: {kl_clip} (must be positive, or null)")
+        self.damping_split = parse_choice(DampingSplit, "damping_split", damping_split)
+        self.fisher = parse_choice(Fisher, "fisher", fisher)
+        self.kl_clip = kl_clip
+        super().__init__(
+            params,
+            lr=lr,
+            momentum=momentum,
+            momentum_dampening=momentum_dampening,
+            weight_decay=weight_decay,
+            l2=l2,
+            curvature_every=curvature_every,
+            inverse_every=inverse_every,
+            statistics_decay=statistics_decay,
+            warm_start=warm_start,
+            damping=damping,
+        )
+        trained = [p for group in self.param_groups for p in group["params"]]
+        self.capture = CurvatureCapture(model, trained)
+        self.capture.warn_unsupported("KFAC")
+
+    @property
+    def layers(self) -> list[CapturedLayer]:
+        return self.capture.layers
+
+    def _statistics_step(self, closure: Callable[[], Tensor], decay: float) -> Tensor:
+        sampled = self.fisher == Fisher.sampled
+        with self.capture.recording():
+            loss = call_closure(closure, retain_graph=sampled)
+        if sampled:
+            self.capture.backward_to_outputs(sampled_loss(closure, "KFAC"))
+        self.capture.check_complete()
+        for layer in self.layers:
+            state = self.state[layer.weight]
+            a = layer.activations()
+            g = layer.output_gradients()
+            batch, positions = a.shape[:2]
+            state[ACTIVATION_FACTOR] = accumulate_gram_average(
+                state.get(ACTIVATION_FACTOR), a.reshape(-1, a.shape[-1]), decay, 1.0 / batch
+            )
+            state[GRADIENT_FACTOR] = accumulate_gram_average(
+                state.get(GRADIENT_FACTOR),
+                g.reshape(-1, g.shape[-1]),
+                decay,
+                1.0 / (batch * positions),
+            )
+        self.capture.clear()
+        return loss
+
+    def _update_inverses(self) -> None:
+        groups = self._group_of()
+        for layer in self.layers:
+            state = self.state[layer.weight]
+            a_factor, g_factor = state[ACTIVATION_FACTOR], state[GRADIENT_FACTOR]
+            root_damping = math.sqrt(groups[layer.weight]["damping"])
+            pi = damping_split(a_factor, g_factor, self.damping_split)
+            for factor, inverse_key, damping in (
+                (a_factor, ACTIVATION_INVERSE, pi * root_damping),
+                (g_factor, GRADIENT_INVERSE, root_damping / pi),
+            ):
+                state[inverse_key] = self._inverse_or_previous(
+                    partial(damped_inverse, factor, damping),
+                    state.get(inverse_key),
+                    partial(damping_only, factor, damping),
+                )
+
+    def _directions(
+        self, momenta: dict[Tensor, Tensor], gradients: dict[Tensor, Tensor]
+    ) -> dict[Tensor, Tensor]:
+        directions: dict[Tensor, Tensor] = {}
+        for layer in self.layers:
+            weight, bias = layer.weight, layer.bias
+            if weight not in momenta or (bias is not None and bias not in momenta):
+                continue  # no gradient this step
+            state = self.state[weight]
+            matrix = as_matrix(momenta[weight], None if bias is None else momenta[bias])
+            direction = kfac_direction(matrix, state[ACTIVATION_INVERSE], state[GRADIENT_INVERSE])
+            weight_direction, bias_direction = split_matrix(
+                direction, weight.shape, bias is not None
+            )
+            directions[weight] = weight_direction
+            if bias is not None:
+                directions[bias] = bias_direction
+        if self.kl_clip is not None:
+            self._clip(directions, gradients)
+        return directions
+
+    def _clip(self, directions: dict[Tensor, Tensor], gradients: dict[Tensor, Tensor]) -> None:
+        groups = self._group_of()
+        inner = sum(
+            groups[p]["lr"] ** 2 * float(torch.dot(d.flatten(), gradients[p].flatten()))
+            for p, d in directions.items()
+        )
+        assert self.kl_clip is not None
+        nu = kl_clip_factor(self.kl_clip, inner)
+        if nu < 1.0:
+            for p in directions:
+                directions[p] = directions[p] * nu

@@ -1,0 +1,84 @@
+"""Damped inverses and inverse roots against numpy/scipy, and the float64 / keep-previous
+fallbacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from optimizers.linalg import (
+    InversionError,
+    damped_inverse,
+    damping_only,
+    inverse_root,
+    keep_previous_on_failure,
+)
+
+
+def random_psd(size: int, rank: int, seed: int = 0, dtype: torch.dtype = torch.float64):
+    generator = torch.Generator().manual_seed(seed)
+    factor = torch.randn(size, rank, generator=generator, dtype=dtype)
+    return factor @ factor.T
+
+
+def test_damped_inverse_matches_numpy() -> None:
+    matrix = random_psd(6, 3)  # singular: only the damping makes it invertible
+    expected = np.linalg.inv(matrix.numpy() + 0.5 * np.eye(6))
+    np.testing.assert_allclose(damped_inverse(matrix, 0.5).numpy(), expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("root", [1.0, 2.0, 4.0, 6.0])
+def test_inverse_root_matches_scipy(root: float) -> None:
+    matrix = random_psd(7, 4, seed=1)
+    expected = scipy.linalg.fractional_matrix_power(matrix.numpy() + 0.1 * np.eye(7), -1 / root)
+    np.testing.assert_allclose(inverse_root(matrix, root, 0.1).numpy(), expected, rtol=1e-9)
+
+
+def test_inverse_root_reads_round_off_negative_eigenvalues_as_zero() -> None:
+    eigenvectors, _ = torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64))
+    matrix = eigenvectors @ torch.diag(torch.tensor([2.0, 1.0, 0.0, -1e-12]).double())
+    matrix = matrix @ eigenvectors.T
+    expected = eigenvectors @ torch.diag(torch.tensor([2.01, 1.01, 0.01, 0.01]).double() ** -0.5)
+    expected = expected @ eigenvectors.T
+    torch.testing.assert_close(inverse_root(matrix, 2.0, 0.01), expected)
+
+
+def test_float32_cholesky_failure_is_retried_in_float64() -> None:
+    # [[1, 1], [1, 1]] + 1e-8*I: in float32 1 + 1e-8 rounds to 1, the damped matrix stays
+    # singular and Cholesky breaks down; in float64 it is positive definite.
+    matrix = torch.ones(2, 2)
+    damping = 1e-8
+    assert int(torch.linalg.cholesky_ex(matrix + damping * torch.eye(2))[1]) != 0
+    inverse = damped_inverse(matrix, damping)
+    assert inverse.dtype == torch.float32
+    expected = torch.linalg.inv(torch.ones(2, 2, dtype=torch.float64) + damping * torch.eye(2))
+    torch.testing.assert_close(inverse.double(), expected, rtol=1e-6, atol=0)
+
+
+def test_failure_in_float64_raises_and_keep_previous_counts_it() -> None:
+    broken = torch.full((3, 3), float("nan"))
+    with pytest.raises(InversionError):
+        damped_inverse(broken, 0.1)
+    with pytest.raises(InversionError):
+        inverse_root(broken, 2.0, 0.1)
+    previous = torch.eye(3) * 7
+    result, failed = keep_previous_on_failure(
+        lambda: damped_inverse(broken, 0.1), previous, lambda: damping_only(broken, 0.1)
+    )
+    assert failed and result is previous
+    result, failed = keep_previous_on_failure(
+        lambda: damped_inverse(broken, 0.1), None, lambda: damping_only(broken, 0.1)
+    )
+    assert failed
+    torch.testing.assert_close(result, torch.eye(3) * 10)
+    result, failed = keep_previous_on_failure(
+        lambda: damped_inverse(torch.eye(3), 1.0), previous, lambda: damping_only(broken, 0.1)
+    )
+    assert not failed
+    torch.testing.assert_close(result, torch.eye(3) / 2)
+
+
+def test_damping_only_is_the_root_of_the_damping() -> None:
+    torch.testing.assert_close(damping_only(torch.zeros(2, 2), 16.0, root=4.0), torch.eye(2) / 2)

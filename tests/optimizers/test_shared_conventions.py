@@ -1,0 +1,131 @@
+"""The conventions every curvature method shares (optimizers.base): with damping -> infinity and
+the learning rate rescaled, each method takes torch.optim.SGD's momentum step; the schedule;
+momentum dampening; decoupled weight decay; coupled l2."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from optimizers.base import inverses_due
+from optimizers.examples.diagonal import DiagonalFisher
+from optimizers.kfac import KFAC
+from optimizers.shampoo import Shampoo
+from optimizers.tnt import TNT
+from tests.optimizers.problems import closure_for, take_steps, tiny_batches, tiny_convnet
+
+HUGE = 1e12  # relative error of the limit ~ (size of the statistics) / damping
+LR = 0.05
+
+
+def kfac_limit(model: nn.Module, **settings: object) -> torch.optim.Optimizer:
+    # (A + sqrt(lambda) I)^-1 M (G + sqrt(lambda) I)^-1 -> M / lambda
+    damping = HUGE * 1e4  # the factors meet sqrt(lambda)
+    return KFAC(model.parameters(), model=model, lr=LR * damping, damping=damping, **settings)
+
+
+def shampoo_limit(model: nn.Module, **settings: object) -> torch.optim.Optimizer:
+    # prod_i eps^(-1/(2k)) = eps^(-1/2) whatever the order k
+    return Shampoo(model.parameters(), lr=LR * HUGE**0.5, eps=HUGE, **settings)
+
+
+def tnt_limit(model: nn.Module, **settings: object) -> torch.optim.Optimizer:
+    # prod_i 1/eps = eps^-k: one param group per tensor order k, each with lr * eps^k
+    eps = 1e8
+    groups: dict[int, list[torch.Tensor]] = {}
+    for p in model.parameters():
+        groups.setdefault(min(p.dim(), 3), []).append(p)
+    return TNT(
+        [{"params": params, "lr": LR * eps**order} for order, params in groups.items()],
+        eps=eps,
+        **settings,
+    )
+
+
+def diagonal_limit(model: nn.Module, **settings: object) -> torch.optim.Optimizer:
+    return DiagonalFisher(model.parameters(), lr=LR * HUGE, eps=HUGE, **settings)
+
+
+LIMITS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "kfac": kfac_limit,
+    "shampoo": shampoo_limit,
+    "tnt": tnt_limit,
+    "diagonal": diagonal_limit,
+}
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.01])
+@pytest.mark.parametrize("name", sorted(LIMITS))
+def test_huge_damping_with_rescaled_lr_takes_the_sgd_momentum_step(name: str, l2: float) -> None:
+    model = tiny_convnet()
+    reference = copy.deepcopy(model)
+    optimizer = LIMITS[name](model, momentum=0.9, l2=l2, warm_start=False)
+    sgd = torch.optim.SGD(reference.parameters(), lr=LR, momentum=0.9, weight_decay=l2)
+    batches = tiny_batches(6)
+    take_steps(optimizer, model, batches)
+    take_steps(sgd, reference, batches)
+    moved = 0.0
+    for p, q, start in zip(
+        model.parameters(), reference.parameters(), tiny_convnet().parameters(), strict=True
+    ):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-9)
+        moved += float((q - start).abs().sum().detach())
+    assert moved > 0.1  # the comparison is between real steps
+
+
+@pytest.mark.parametrize("name", sorted(LIMITS))
+def test_momentum_dampening_and_decoupled_weight_decay(name: str) -> None:
+    model = tiny_convnet()
+    start = copy.deepcopy(model)
+    optimizer = LIMITS[name](
+        model, momentum=0.9, momentum_dampening=0.1, weight_decay=0.2, warm_start=False
+    )
+    for group in optimizer.param_groups:  # lr*wd = LR*0.2 whatever the rescaled lr
+        group["weight_decay"] = LR * 0.2 / group["lr"]
+    batches = tiny_batches(2)
+    expected = [p.detach().clone() for p in start.parameters()]
+    buffers = [torch.zeros_like(p) for p in expected]
+    for index, batch in enumerate(batches):
+        take_steps(optimizer, model, [batch], seed=index)
+        for p, w, m in zip(model.parameters(), expected, buffers, strict=True):
+            m.mul_(0.9).add_(p.grad, alpha=0.9)  # m <- 0.9 m + (1 - 0.1) g, from m = 0
+            w.mul_(1 - LR * 0.2).sub_(LR * m)  # W <- (1 - lr wd) W - lr m
+        for p, w in zip(model.parameters(), expected, strict=True):
+            torch.testing.assert_close(p, w, rtol=1e-6, atol=1e-9)
+
+
+def test_inverse_schedule() -> None:
+    due = [t for t in range(0, 45) if inverses_due(t, curvature_every=5, inverse_every=20)]
+    assert due == [0, 5, 10, 15, 20, 40]
+    assert [t for t in range(5) if inverses_due(t, 1, 1)] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("name", sorted(LIMITS))
+def test_statistics_follow_curvature_every(name: str) -> None:
+    model = tiny_convnet()
+    optimizer = LIMITS[name](model, curvature_every=3, inverse_every=6, warm_start=False)
+    take_steps(optimizer, model, tiny_batches(7))
+    assert optimizer.state["schedule"]["statistics_updates"] == 3  # t = 0, 3, 6
+    assert optimizer.steps_taken == 7
+
+
+@pytest.mark.parametrize("name", sorted(LIMITS))
+def test_a_non_finite_loss_changes_nothing_and_is_returned(name: str) -> None:
+    model = tiny_convnet()
+    optimizer = LIMITS[name](model, warm_start=True)
+    batches = tiny_batches(3)
+    take_steps(optimizer, model, batches[:1])
+    weights = [p.detach().clone() for p in model.parameters()]
+    state = copy.deepcopy(optimizer.state_dict())
+    poisoned = (batches[1][0].clone(), batches[1][1])
+    poisoned[0][0, 0, 0, 0] = float("nan")
+    (loss,) = take_steps(optimizer, model, [poisoned])
+    assert loss != loss  # NaN, returned for the runner to record
+    assert all(torch.equal(p, w) for p, w in zip(model.parameters(), weights, strict=True))
+    assert optimizer.state_dict()["state"]["schedule"] == state["state"]["schedule"]
+    with pytest.raises(RuntimeError, match="warm start: non-finite loss nan"):
+        optimizer.warm_start([closure_for(model, poisoned)])
