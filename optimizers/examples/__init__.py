@@ -1,1 +1,1 @@
-"""Small worked examples of the optimizer recipe (docs/adding_an_optimizer.md)."""
+"""Small worked examples of the optimizer recipe (README.md, "Adding an optimizer")."""

@@ -1,4 +1,5 @@
-"""A diagonal Fisher preconditioner: the worked example of docs/adding_an_optimizer.md.
+"""A diagonal Fisher preconditioner: the worked example of the README section
+"Adding an optimizer".
 
     v <- rho*v + (1-rho) * g_bar^2     every T1 steps (g_bar: the sampled mini-batch gradient)
     P = 1 / (v + eps)                  every T2 steps

@@ -1,5 +1,5 @@
-"""The guide docs/adding_an_optimizer.md, followed literally: its code is the repository's code,
-the example's YAML trains through the real runner, its class has a conformance row."""
+"""The README's section "Adding an optimizer", followed literally: its code is the repository's
+code, the example's YAML trains through the real runner, its class has a conformance row."""
 
 from __future__ import annotations
 
@@ -11,13 +11,20 @@ from optimizers.examples.diagonal import DiagonalFisher
 from tests.conftest import QUICK, REPO, read_metrics, read_summary, run_dirs, run_train
 from tests.optimizers.conformance import OPTIMIZERS
 
-GUIDE = REPO / "docs" / "adding_an_optimizer.md"
 FILE_BLOCK = re.compile(r"<!-- file: (?P<path>\S+) -->\n```\w*\n(?P<code>.*?)```", re.DOTALL)
 BASH_BLOCK = re.compile(r"```bash\n(?P<command>.*?)```", re.DOTALL)
 
 
+def guide() -> str:
+    """The README section "## Adding an optimizer", up to the next section."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("\n## Adding an optimizer\n")
+    end = readme.index("\n## ", start + 1)
+    return readme[start:end]
+
+
 def test_the_guides_code_is_the_repositorys_code() -> None:
-    blocks = FILE_BLOCK.findall(GUIDE.read_text())
+    blocks = FILE_BLOCK.findall(guide())
     assert {path for path, _ in blocks} == {
         "optimizers/examples/diagonal.py",
         "conf/optimizer/diagonal.yaml",
@@ -32,7 +39,7 @@ def test_the_example_has_its_conformance_row() -> None:
 
 
 def test_the_guides_command_trains_the_example(tmp_path: Path) -> None:
-    (command,) = BASH_BLOCK.findall(GUIDE.read_text())
+    (command,) = BASH_BLOCK.findall(guide())
     words = shlex.split(command)
     assert words[:3] == ["python", "-m", "runners.train"]
     overrides = [w for w in words[3:] if not w.startswith("experiment=")]  # the quick problem
