@@ -9,6 +9,8 @@ facebookresearch/optimizers' PreconditionerList and ASDL's gradient makers:
     _update_inverses()                recompute inverses or inverse roots from S
     _directions(momenta, gradients)   the preconditioned directions D for the parameters it
                                       preconditions (the others take D = m)
+    _after_update(closure, refreshed) optional: work at the new weights on the same batch
+                                      (K-BFGS's curvature pairs); nothing by default
 
 and `step` does the rest, with t the step counter from 0, T1 = curvature_every and
 T2 = inverse_every:
@@ -184,6 +186,11 @@ class CurvatureOptimizer(torch.optim.Optimizer):
     ) -> dict[Tensor, Tensor]:
         raise NotImplementedError
 
+    def _after_update(self, closure: Callable[[], Tensor], refreshed: bool) -> None:
+        """Called after the weights moved, with whether the inverses were refreshed on this
+        step; `closure()` evaluates the same mini-batch at the new weights (K-BFGS's second
+        pass). Nothing by default."""
+
     def _inverse_or_previous(
         self,
         compute: Callable[[], Tensor],
@@ -263,7 +270,8 @@ class CurvatureOptimizer(torch.optim.Optimizer):
                     loss = call_closure(closure)
         except NonFiniteLoss as diverged:
             return diverged.loss  # nothing is updated from a non-finite loss
-        if inverses_due(step, self.curvature_every, self.inverse_every):
+        refresh = inverses_due(step, self.curvature_every, self.inverse_every)
+        if refresh:
             with phase("inversion"):
                 self._update_inverses()
         gradients, momenta = self._momenta()
@@ -271,6 +279,8 @@ class CurvatureOptimizer(torch.optim.Optimizer):
         with phase("preconditioning"):
             directions.update(self._directions(momenta, gradients))
         self._apply(directions)
+        with torch.enable_grad():
+            self._after_update(closure, refresh)
         schedule["step"] = step + 1
         return loss
 

@@ -15,6 +15,7 @@ Only the lower triangle of `matrix` is read (LAPACK's convention for Cholesky an
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -30,29 +31,32 @@ def _add_to_diagonal(matrix: Tensor, value: float) -> Tensor:
     return damped
 
 
-def _damped_inverse_once(matrix: Tensor, damping: float) -> Tensor | None:
+def _in_float64_if_needed(
+    once: Callable[[Tensor], Tensor | None], matrix: Tensor, failure: str
+) -> Tensor:
+    """`once(matrix)`; if it fails (None), `once` of the float64 copy, returned in the
+    matrix's precision; InversionError(`failure` ... failed in float64) when both fail."""
+    result = once(matrix)
+    if result is None and matrix.dtype != torch.float64:
+        result = once(matrix.double())
+        result = None if result is None else result.to(matrix.dtype)
+    if result is None:
+        raise InversionError(f"{failure} failed in float64")
+    return result
+
+
+def _finite_or_none(result: Tensor) -> Tensor | None:
+    return result if bool(torch.isfinite(result).all()) else None
+
+
+def _damped_cholesky_once(matrix: Tensor, damping: float) -> Tensor | None:
     factor, info = torch.linalg.cholesky_ex(_add_to_diagonal(matrix, damping))
-    if int(info) != 0:
-        return None
-    inverse = torch.cholesky_inverse(factor)
-    return inverse if bool(torch.isfinite(inverse).all()) else None
+    return _finite_or_none(factor) if int(info) == 0 else None
 
 
-def damped_inverse(matrix: Tensor, damping: float) -> Tensor:
-    """(matrix + damping*I)^-1 for a symmetric PSD `matrix`, by Cholesky.
-
-    Float64 retry when the Cholesky factorisation breaks down or the result is not finite;
-    InversionError when both fail.
-    """
-    inverse = _damped_inverse_once(matrix, damping)
-    if inverse is None and matrix.dtype != torch.float64:
-        inverse = _damped_inverse_once(matrix.double(), damping)
-        inverse = None if inverse is None else inverse.to(matrix.dtype)
-    if inverse is None:
-        raise InversionError(
-            f"Cholesky of a {tuple(matrix.shape)} matrix + {damping}*I failed in float64"
-        )
-    return inverse
+def _damped_inverse_once(matrix: Tensor, damping: float) -> Tensor | None:
+    factor = _damped_cholesky_once(matrix, damping)
+    return None if factor is None else _finite_or_none(torch.cholesky_inverse(factor))
 
 
 def _inverse_root_once(matrix: Tensor, exponent: float, damping: float) -> Tensor | None:
@@ -63,8 +67,33 @@ def _inverse_root_once(matrix: Tensor, exponent: float, damping: float) -> Tenso
     # The matrix is PSD in exact arithmetic: negative eigenvalues are round-off, so they are
     # treated as 0 before damping (otherwise lambda + damping could reach 0 or below).
     scale = (eigenvalues.clamp(min=0.0) + damping).pow(-exponent)
-    root = (eigenvectors * scale) @ eigenvectors.mT
-    return root if bool(torch.isfinite(root).all()) else None
+    return _finite_or_none((eigenvectors * scale) @ eigenvectors.mT)
+
+
+def damped_cholesky(matrix: Tensor, damping: float) -> Tensor:
+    """The lower Cholesky factor L of matrix + damping*I (L L^T), for a symmetric PSD `matrix`.
+
+    Float64 retry when the factorisation breaks down or is not finite, the result in the
+    input's precision; InversionError when both fail.
+    """
+    return _in_float64_if_needed(
+        partial(_damped_cholesky_once, damping=damping),
+        matrix,
+        f"Cholesky of a {tuple(matrix.shape)} matrix + {damping}*I",
+    )
+
+
+def damped_inverse(matrix: Tensor, damping: float) -> Tensor:
+    """(matrix + damping*I)^-1 for a symmetric PSD `matrix`, by Cholesky.
+
+    Float64 retry when the Cholesky factorisation breaks down or the result is not finite;
+    InversionError when both fail.
+    """
+    return _in_float64_if_needed(
+        partial(_damped_inverse_once, damping=damping),
+        matrix,
+        f"Cholesky of a {tuple(matrix.shape)} matrix + {damping}*I",
+    )
 
 
 def inverse_root(matrix: Tensor, root: float, damping: float) -> Tensor:
@@ -75,15 +104,11 @@ def inverse_root(matrix: Tensor, root: float, damping: float) -> Tensor:
     """
     if damping <= 0:
         raise ValueError(f"inverse_root needs a positive damping, got {damping}")
-    result = _inverse_root_once(matrix, 1.0 / root, damping)
-    if result is None and matrix.dtype != torch.float64:
-        result = _inverse_root_once(matrix.double(), 1.0 / root, damping)
-        result = None if result is None else result.to(matrix.dtype)
-    if result is None:
-        raise InversionError(
-            f"eigendecomposition of a {tuple(matrix.shape)} matrix failed in float64"
-        )
-    return result
+    return _in_float64_if_needed(
+        partial(_inverse_root_once, exponent=1.0 / root, damping=damping),
+        matrix,
+        f"eigendecomposition of a {tuple(matrix.shape)} matrix",
+    )
 
 
 def damping_only(matrix: Tensor, damping: float, root: float = 1.0) -> Tensor:

@@ -1,6 +1,7 @@
 """Curvature capture: the one place where activations and output gradients are recorded.
 
-Every Linear and Conv2d layer whose parameters are trained gets two permanent hooks:
+Every Linear and Conv2d layer whose parameters are trained (or only the kinds a method asks
+for: K-BFGS takes Linear layers alone) gets two permanent hooks:
 
 - a forward-pre hook that keeps the layer's input (detached);
 - a forward hook that keeps the autograd edge of the layer's output s and registers a tensor
@@ -35,7 +36,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from optimizers.curvature.layers import CapturedLayer, layer_kind, unsupported_reason
+from optimizers.curvature.layers import CapturedLayer, LayerKind, layer_kind, unsupported_reason
+
+ALL_KINDS = (LayerKind.linear, LayerKind.conv2d)
+KIND_NAMES = {LayerKind.linear: "Linear", LayerKind.conv2d: "Conv2d"}
 
 
 class CurvatureCaptureError(RuntimeError):
@@ -47,15 +51,21 @@ class UnsupportedLayerWarning(UserWarning):
 
 
 class CurvatureCapture:
-    """Hooks on the Linear and Conv2d layers of `model` whose parameters are in
-    `parameters`; other modules owning trained parameters are listed in `unsupported`
-    as (module name, type name, reason)."""
+    """Hooks on the layers of `kinds` (Linear and Conv2d by default) in `model` whose
+    parameters are in `parameters`; other modules owning trained parameters are listed in
+    `unsupported` as (module name, type name, reason). `keep_outputs` also keeps each layer's
+    output s (the pre-activations K-BFGS reads)."""
 
     def __init__(
-        self, model: nn.Module, parameters: Iterable[Tensor], keep_outputs: bool = False
+        self,
+        model: nn.Module,
+        parameters: Iterable[Tensor],
+        keep_outputs: bool = False,
+        kinds: tuple[LayerKind, ...] = ALL_KINDS,
     ) -> None:
         trained = {id(p) for p in parameters if p.requires_grad}
         self.keep_outputs = keep_outputs
+        self.kinds = kinds
         self.layers: list[CapturedLayer] = []
         self.unsupported: list[tuple[str, str, str]] = []
         self._handles: list[RemovableHandle] = []
@@ -66,6 +76,8 @@ class CurvatureCapture:
             if not owned_and_trained:
                 continue
             reason = unsupported_reason(module)
+            if reason is None and layer_kind(module) not in kinds:
+                reason = "no rule for this layer type in this method"
             if reason is None and len(owned_and_trained) != len(own):
                 reason = "only some of its parameters are trained"
             if reason is not None:
@@ -168,9 +180,10 @@ class CurvatureCapture:
         listed = "; ".join(
             f"{type_name} x{count} ({reason})" for (type_name, reason), count in counts.items()
         )
+        kinds = " and ".join(KIND_NAMES[kind] for kind in self.kinds)
         warnings.warn(
-            f"{method} preconditions Linear and Conv2d layers only; these take the plain "
-            f"momentum step: {listed}",
+            f"{method} preconditions {kinds} layers only; these take the plain momentum "
+            f"step: {listed}",
             UnsupportedLayerWarning,
             stacklevel=3,
         )

@@ -18,8 +18,10 @@ import torch
 from torch import nn
 
 from optimizers.examples.diagonal import DiagonalFisher
+from optimizers.kbfgs import KBFGS
 from optimizers.kfac import KFAC
 from optimizers.shampoo import Shampoo
+from optimizers.tengrad import TENGraD
 from optimizers.tnt import TNT
 
 
@@ -41,6 +43,8 @@ class OptimizerInfo:
     # settings that make the steps independent of random draws (sampled labels), so that
     # CPU and GPU runs can be compared
     deterministic: dict[str, Any] = field(default_factory=dict)
+    # closure calls on the first step: 2 for a method with a second pass (K-BFGS)
+    closure_calls: int = 1
 
     def build(self, model: nn.Module, **overrides: Any) -> torch.optim.Optimizer:
         """The optimizer on `model`'s parameters, given the model when it asks for one."""
@@ -50,14 +54,21 @@ class OptimizerInfo:
         return self.cls(model.parameters(), **settings)
 
 
-def _shared_invalid() -> tuple[Invalid, ...]:
-    """The arguments every curvature method shares (optimizers.base)."""
+def _update_invalid() -> tuple[Invalid, ...]:
+    """The arguments of the shared update rule (optimizers.base): every curvature method's."""
     return (
         Invalid({"lr": -0.1}, "Invalid learning rate: -0.1"),
         Invalid({"momentum": 1.5}, "Invalid momentum value: 1.5 (must be in [0, 1))"),
         Invalid({"momentum_dampening": -0.1}, "Invalid momentum_dampening value: -0.1"),
         Invalid({"weight_decay": -1.0}, "Invalid weight_decay value: -1.0"),
         Invalid({"l2": -1e-5}, "Invalid l2 value: -1e-05"),
+    )
+
+
+def _shared_invalid() -> tuple[Invalid, ...]:
+    """The arguments every curvature method with running statistics shares (optimizers.base)."""
+    return (
+        *_update_invalid(),
         Invalid({"curvature_every": 0}, "Invalid curvature_every value: 0 (must be a positive"),
         Invalid({"inverse_every": 2.5}, "Invalid inverse_every value: 2.5 (must be a positive"),
         Invalid({"warm_start": "yes"}, "Invalid warm_start value: 'yes'"),
@@ -125,6 +136,45 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
             Invalid({"fisher": "exact"}, "Invalid fisher value: 'exact'"),
         ),
         deterministic={"fisher": "empirical"},
+    ),
+    OptimizerInfo(
+        "tengrad",
+        TENGraD,
+        {"lr": 0.1, "damping": 1.0, "inverse_every": 2},
+        (
+            *_update_invalid(),  # no curvature_every, no warm start: no running statistics
+            Invalid({"damping": 0.0}, "Invalid damping value: 0.0 (must be positive)"),
+            Invalid({"inverse_every": 0}, "Invalid inverse_every value: 0 (must be a positive"),
+            Invalid({"inverse_every": 2.5}, "Invalid inverse_every value: 2.5 (must be a positive"),
+            Invalid(
+                {"conv_gradients": "x"},
+                "Invalid conv_gradients value: 'x' (choose from averaged, exact)",
+            ),
+            Invalid({"fisher": "true"}, "Invalid fisher value: 'true' (choose from sampled, "),
+        ),
+        deterministic={"fisher": "empirical"},
+    ),
+    *(
+        OptimizerInfo(
+            name,
+            KBFGS,
+            {"lr": 1.0, "damping": 0.3, "inverse_every": 2, "warm_start": False, **variant},
+            (
+                *_shared_invalid(),
+                Invalid({"damping": 0.0}, "Invalid damping value: 0.0"),
+                Invalid({"statistics_decay": 1.0}, "Invalid statistics_decay value: 1.0"),
+                Invalid({"pair_decay": -0.5}, "Invalid pair_decay value: -0.5 (must be in"),
+                Invalid({"powell_mu1": 1.0}, "Invalid powell_mu1 value: 1.0 (must be in (0, 1))"),
+                Invalid({"inverse": "dfp"}, "Invalid inverse value: 'dfp' (choose from bfgs, "),
+                Invalid({"history": -1}, "Invalid history value: -1 (must be a non-negative"),
+                Invalid(
+                    {"curvature_every": 2, "inverse_every": 3},
+                    "Invalid inverse_every value: 3 (must be a multiple of curvature_every=2)",
+                ),
+            ),
+            closure_calls=2,
+        )
+        for name, variant in (("kbfgs", {}), ("kbfgs_l", {"inverse": "lbfgs", "history": 3}))
     ),
     OptimizerInfo(
         "diagonal",

@@ -10,6 +10,7 @@ import torch
 
 from optimizers.linalg import (
     InversionError,
+    damped_cholesky,
     damped_inverse,
     damping_only,
     inverse_root,
@@ -55,6 +56,21 @@ def test_float32_cholesky_failure_is_retried_in_float64() -> None:
     assert inverse.dtype == torch.float32
     expected = torch.linalg.inv(torch.ones(2, 2, dtype=torch.float64) + damping * torch.eye(2))
     torch.testing.assert_close(inverse.double(), expected, rtol=1e-6, atol=0)
+
+
+def test_damped_cholesky_matches_numpy_with_a_float64_retry() -> None:
+    matrix = random_psd(6, 3)  # singular: only the damping makes it positive definite
+    expected = np.linalg.cholesky(matrix.numpy() + 0.5 * np.eye(6))
+    np.testing.assert_allclose(damped_cholesky(matrix, 0.5).numpy(), expected, rtol=1e-10)
+    # [[1, 1], [1, 1]] + 1e-8*I breaks down in float32 (as above), not in float64
+    ones, damping = torch.ones(2, 2), 1e-8
+    assert int(torch.linalg.cholesky_ex(ones + damping * torch.eye(2))[1]) != 0
+    factor = damped_cholesky(ones, damping)
+    assert factor.dtype == torch.float32
+    expected = np.linalg.cholesky(np.ones((2, 2)) + damping * np.eye(2))
+    np.testing.assert_allclose(factor.double().numpy(), expected, rtol=1e-6)
+    with pytest.raises(InversionError):
+        damped_cholesky(torch.full((3, 3), float("nan")), 0.1)
 
 
 def test_failure_in_float64_raises_and_keep_previous_counts_it() -> None:

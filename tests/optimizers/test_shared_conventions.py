@@ -13,8 +13,10 @@ from torch import nn
 
 from optimizers.base import inverses_due
 from optimizers.examples.diagonal import DiagonalFisher
+from optimizers.kbfgs import KBFGS
 from optimizers.kfac import KFAC
 from optimizers.shampoo import Shampoo
+from optimizers.tengrad import TENGraD
 from optimizers.tnt import TNT
 from tests.optimizers.problems import closure_for, take_steps, tiny_batches, tiny_convnet
 
@@ -50,12 +52,54 @@ def diagonal_limit(model: nn.Module, **settings: object) -> torch.optim.Optimize
     return DiagonalFisher(model.parameters(), lr=LR * HUGE, eps=HUGE, **settings)
 
 
+def tengrad_limit(model: nn.Module, **settings: object) -> torch.optim.Optimizer:
+    # (F + gamma I)^-1 m = (m - U (N gamma I + K)^-1 U^T m) / gamma -> m / gamma
+    return TENGraD(model.parameters(), model=model, lr=LR * HUGE, damping=HUGE, **settings)
+
+
+def kbfgs_l_limit(model: nn.Module, **settings: object) -> torch.optim.Optimizer:
+    # H_a -> (A + sqrt(lambda) I)^-1 -> I / sqrt(lambda), and H_g = I with no pairs kept
+    # (history 0): D = H_g M H_a -> M / sqrt(lambda) on Linear layers, so their lr is
+    # rescaled; the conv layers take the plain momentum step at lr. (With pairs, H_g is BFGS's
+    # from the damped pairs, which no damping limit makes a multiple of I.)
+    damping = HUGE * 1e4
+    linear = [p for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters()]
+    others = [p for p in model.parameters() if all(p is not q for q in linear)]
+    settings = {"momentum_dampening": 0.0, "l2": 0.0, **settings}  # K-BFGS defaults: 0.9, 1e-5
+    return KBFGS(
+        [{"params": linear, "lr": LR * damping**0.5}, {"params": others}],
+        model=model,
+        lr=LR,
+        damping=damping,
+        inverse="lbfgs",
+        history=0,
+        **settings,
+    )
+
+
 LIMITS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "kfac": kfac_limit,
     "shampoo": shampoo_limit,
     "tnt": tnt_limit,
     "diagonal": diagonal_limit,
+    "kbfgs_l": kbfgs_l_limit,
+    "tengrad": tengrad_limit,
 }
+# TENGraD keeps no running statistic (the Fisher of the refresh step's mini-batch): it has
+# neither curvature_every nor a warm start, and captures statistics every inverse_every steps.
+WITHOUT_RUNNING_STATISTICS = {"tengrad"}
+# settings that refresh the statistics at t = 0, 3, 6, ...
+STATISTICS_EVERY_THIRD_STEP = {
+    name: {"inverse_every": 3}
+    if name in WITHOUT_RUNNING_STATISTICS
+    else {"curvature_every": 3, "inverse_every": 6}
+    for name in LIMITS
+}
+
+
+def warm_start(name: str, enabled: bool) -> dict[str, bool]:
+    """The warm_start setting, for the methods that have one."""
+    return {} if name in WITHOUT_RUNNING_STATISTICS else {"warm_start": enabled}
 
 
 @pytest.mark.parametrize("l2", [0.0, 0.01])
@@ -63,7 +107,7 @@ LIMITS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 def test_huge_damping_with_rescaled_lr_takes_the_sgd_momentum_step(name: str, l2: float) -> None:
     model = tiny_convnet()
     reference = copy.deepcopy(model)
-    optimizer = LIMITS[name](model, momentum=0.9, l2=l2, warm_start=False)
+    optimizer = LIMITS[name](model, momentum=0.9, l2=l2, **warm_start(name, False))
     sgd = torch.optim.SGD(reference.parameters(), lr=LR, momentum=0.9, weight_decay=l2)
     batches = tiny_batches(6)
     take_steps(optimizer, model, batches)
@@ -82,7 +126,7 @@ def test_momentum_dampening_and_decoupled_weight_decay(name: str) -> None:
     model = tiny_convnet()
     start = copy.deepcopy(model)
     optimizer = LIMITS[name](
-        model, momentum=0.9, momentum_dampening=0.1, weight_decay=0.2, warm_start=False
+        model, momentum=0.9, momentum_dampening=0.1, weight_decay=0.2, **warm_start(name, False)
     )
     for group in optimizer.param_groups:  # lr*wd = LR*0.2 whatever the rescaled lr
         group["weight_decay"] = LR * 0.2 / group["lr"]
@@ -107,7 +151,7 @@ def test_inverse_schedule() -> None:
 @pytest.mark.parametrize("name", sorted(LIMITS))
 def test_statistics_follow_curvature_every(name: str) -> None:
     model = tiny_convnet()
-    optimizer = LIMITS[name](model, curvature_every=3, inverse_every=6, warm_start=False)
+    optimizer = LIMITS[name](model, **STATISTICS_EVERY_THIRD_STEP[name], **warm_start(name, False))
     take_steps(optimizer, model, tiny_batches(7))
     assert optimizer.state["schedule"]["statistics_updates"] == 3  # t = 0, 3, 6
     assert optimizer.steps_taken == 7
@@ -116,7 +160,7 @@ def test_statistics_follow_curvature_every(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(LIMITS))
 def test_a_non_finite_loss_changes_nothing_and_is_returned(name: str) -> None:
     model = tiny_convnet()
-    optimizer = LIMITS[name](model, warm_start=True)
+    optimizer = LIMITS[name](model, **warm_start(name, True))
     batches = tiny_batches(3)
     take_steps(optimizer, model, batches[:1])
     weights = [p.detach().clone() for p in model.parameters()]
@@ -127,5 +171,7 @@ def test_a_non_finite_loss_changes_nothing_and_is_returned(name: str) -> None:
     assert loss != loss  # NaN, returned for the runner to record
     assert all(torch.equal(p, w) for p, w in zip(model.parameters(), weights, strict=True))
     assert optimizer.state_dict()["state"]["schedule"] == state["state"]["schedule"]
+    if name in WITHOUT_RUNNING_STATISTICS:
+        return  # no warm start
     with pytest.raises(RuntimeError, match="warm start: non-finite loss nan"):
         optimizer.warm_start([closure_for(model, poisoned)])

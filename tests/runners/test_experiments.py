@@ -38,7 +38,10 @@ PAPER_OPTIMIZERS = {
 FASHION_MNIST_TWINS = {"tnt_fmnist_ae": "tnt_mnist_ae", "kbfgs_fmnist_ae": "kbfgs_mnist_ae"}
 FIRST_ORDER_LONGER = ("tnt_cifar10_resnet32", "tnt_cifar100_vgg16")
 FIRST_ORDER = ("sgd", "adam")
-EXISTING_OPTIMIZERS = (*FIRST_ORDER, "kfac", "shampoo", "tnt")
+EXISTING_OPTIMIZERS = (*FIRST_ORDER, "kfac", "shampoo", "tnt", "kbfgs", "kbfgs_l", "tengrad")
+# The TNT autoencoder experiments also run K-BFGS, K-BFGS(L) and TENGraD, so that one sweep
+# compares all seven methods, each with its own settings.
+ALL_SEVEN = ("tnt_mnist_ae", "tnt_fmnist_ae", "tnt_faces_ae")
 
 
 def experiment_names() -> list[str]:
@@ -66,6 +69,22 @@ def test_experiment_pins_the_papers_problem(experiment: str) -> None:
         text = (CONF_DIR / "experiment" / f"{twin_of}.yaml").read_text()
     for optimizer in PAPER_OPTIMIZERS[experiment.split("_")[0]]:
         assert f"#   {optimizer}:" in text, optimizer
+
+
+@pytest.mark.parametrize("experiment", sorted(PROBLEMS))
+def test_every_optimizer_of_the_experiment_has_its_own_settings(experiment: str) -> None:
+    optimizers = (
+        EXISTING_OPTIMIZERS
+        if experiment in ALL_SEVEN
+        else PAPER_OPTIMIZERS[experiment.split("_")[0]]
+    )
+    for optimizer in optimizers:
+        tuned = CONF_DIR / "tuned" / experiment / f"{optimizer}.yaml"
+        assert tuned.is_file(), tuned
+        settings = OmegaConf.load(tuned)
+        cfg = compose_config(f"experiment={experiment}", f"optimizer={optimizer}")
+        for key, value in settings.items():
+            assert cfg.optimizer[key] == value, (tuned, key)
 
 
 @pytest.mark.parametrize("experiment", sorted(PROBLEMS))
@@ -224,3 +243,23 @@ def test_every_experiment_runs_at_smoke_scale(tmp_path: Path, group: str) -> Non
         metrics = read_metrics(run)
         assert metrics[0]["lr"] == tuned.lr
         assert math.isfinite(metrics[-1]["train/full_loss"])
+
+
+def test_one_sweep_runs_all_seven_methods_with_their_own_settings(tmp_path: Path) -> None:
+    optimizers = EXISTING_OPTIMIZERS  # the seven methods and K-BFGS(L)
+    result = run_train(
+        "experiment=tnt_fmnist_ae",
+        "scale=smoke",
+        f"optimizer={','.join(optimizers)}",
+        "logger=none",
+        runs_dir=tmp_path,
+        multirun=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summaries = {read_summary(run)["optimizer"]: read_summary(run) for run in run_dirs(tmp_path)}
+    assert sorted(summaries) == sorted(optimizers)
+    for name, summary in summaries.items():
+        assert summary["status"] == "completed", summary
+        tuned = compose_config("experiment=tnt_fmnist_ae", f"optimizer={name}").optimizer
+        config = OmegaConf.load(Path(summary["run_dir"]) / "config.yaml")
+        assert config.optimizer == tuned, name

@@ -1,0 +1,98 @@
+"""Quasi-Newton updates of an inverse-curvature approximation H, as pure functions (K-BFGS).
+
+Goldfarb, Ren & Bahamou (2020), "Practical quasi-Newton methods for training deep neural
+networks" (NeurIPS), sections 3 and 4; Nocedal & Wright, "Numerical Optimization" (2006),
+sections 6.1 (BFGS), 7.2 (L-BFGS two-loop) and 18.3 (Powell's damping).
+
+With a pair (s, y), y ~ B s for the curvature B that H approximates the inverse of:
+
+    BFGS:   H <- (I - rho s y^T) H (I - rho y s^T) + rho s s^T,   rho = 1 / (s^T y)
+            so that H y = s (the secant equation); H stays symmetric positive definite when
+            it was and s^T y > 0.
+    Powell damping on H (mu1 in (0, 1)): if s^T y < mu1 y^T H y,
+            s <- theta s + (1 - theta) H y,  theta = (1 - mu1) y^T H y / (y^T H y - s^T y)
+            so that s^T y = mu1 y^T H y afterwards.
+    Levenberg-Marquardt damping, i.e. Powell's damping with B = I (mu2 > 0): if s^T y < mu2 s^T s,
+            y <- theta y + (1 - theta) s,  theta = (1 - mu2) s^T s / (s^T s - s^T y)
+            so that s^T y = mu2 s^T s > 0 afterwards.
+    Double damping (the paper's Algorithm 4): Powell on H, then Levenberg-Marquardt.
+    L-BFGS: H is not stored; H v is the two-loop recursion over the latest pairs, from H0 = I,
+            and equals the dense BFGS matrix built from the same pairs in the same order.
+
+Every function takes one vector per pair; the two-loop also takes a matrix whose columns are
+the vectors to multiply (a layer's gradient matrix, one column per input unit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+
+def powell_damping(s: Tensor, y: Tensor, h_y: Tensor, mu1: float) -> Tensor:
+    """s after Powell's damping on H (h_y = H y): s^T y >= mu1 y^T H y afterwards."""
+    y_h_y = torch.dot(y, h_y)
+    s_y = torch.dot(s, y)
+    if s_y >= mu1 * y_h_y:
+        return s
+    theta = (1.0 - mu1) * y_h_y / (y_h_y - s_y)
+    return theta * s + (1.0 - theta) * h_y
+
+
+def levenberg_marquardt_damping(s: Tensor, y: Tensor, mu2: float) -> Tensor:
+    """y after Powell's damping with B = I: s^T y >= mu2 s^T s afterwards."""
+    s_s = torch.dot(s, s)
+    s_y = torch.dot(s, y)
+    if s_y >= mu2 * s_s:
+        return y
+    theta = (1.0 - mu2) * s_s / (s_s - s_y)
+    return theta * y + (1.0 - theta) * s
+
+
+def double_damping(
+    s: Tensor, y: Tensor, apply_h: Callable[[Tensor], Tensor], mu1: float, mu2: float
+) -> tuple[Tensor, Tensor]:
+    """(s, y) after Powell's damping on H (mu1), then Levenberg-Marquardt's (mu2)."""
+    s = powell_damping(s, y, apply_h(y), mu1)
+    return s, levenberg_marquardt_damping(s, y, mu2)
+
+
+def bfgs_update(inverse: Tensor, s: Tensor, y: Tensor) -> Tensor | None:
+    """H <- (I - rho s y^T) H (I - rho y s^T) + rho s s^T, or None when s^T y <= 0 or the
+    result is not finite (the caller skips the update and counts it).
+
+    Expanded, for a symmetric H and u = H y:
+        H + rho^2 (s^T y + y^T u) s s^T - rho (u s^T + s u^T)
+    with u s^T + (u s^T)^T formed as one matrix, so the result is exactly symmetric in
+    floating point whenever H is.
+    """
+    s_y = float(torch.dot(s, y))
+    if not s_y > 0.0:
+        return None
+    rho = 1.0 / s_y
+    u = inverse @ y
+    cross = torch.outer(u, s)
+    cross.add_(cross.mT.clone())
+    square = torch.outer(s, s)
+    updated = inverse.add(square, alpha=rho * rho * (s_y + float(torch.dot(y, u))))
+    updated.sub_(cross, alpha=rho)
+    return updated if bool(torch.isfinite(updated).all()) else None
+
+
+def lbfgs_apply(vectors: Tensor, s_history: Tensor, y_history: Tensor) -> Tensor:
+    """H v for every column v of `vectors` (d or d x k), by the two-loop recursion over the
+    pairs (rows of s_history and y_history, oldest first) from H0 = I."""
+    q = vectors.clone()
+    matrix = q.dim() == 2
+    rhos = 1.0 / (s_history * y_history).sum(dim=1)
+    alphas = []
+    for s, y, rho in zip(s_history.flip(0), y_history.flip(0), rhos.flip(0), strict=True):
+        alpha = rho * (s @ q)  # one per column
+        q.sub_(torch.outer(y, alpha) if matrix else alpha * y)
+        alphas.append(alpha)
+    for s, y, rho, alpha in zip(s_history, y_history, rhos, reversed(alphas), strict=True):
+        beta = rho * (y @ q)
+        q.add_(torch.outer(s, alpha - beta) if matrix else (alpha - beta) * s)
+    return q
