@@ -4,11 +4,13 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 DEBIAN_FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
-DEMO_OPTIMIZERS ?= sgd,adam
+# every method; K-BFGS(L) would repeat K-BFGS (it holds all of the demo's pairs: conf/tuned/demo/kbfgs_l.yaml)
+DEMO_OPTIMIZERS ?= sgd,adam,kfac,shampoo,tnt,kbfgs,tengrad
 RUNS ?= runs
+BENCH_DEVICE ?= auto
 
 .DEFAULT_GOAL := help
-.PHONY: help install data demo figures report test test-slow test-gpu lint format clean
+.PHONY: help install data demo figures report bench test test-slow test-gpu lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -39,6 +41,9 @@ figures: $(INSTALLED) ## draw every figure (tnt_fig1 ... profile) from runs/ (or
 
 report: $(INSTALLED) ## one markdown page with every figure and table of runs/ (or RUNS=dir): reports/<dir>/
 	$(PYTHON) -m analysis.report --runs $(RUNS) --out reports/$(notdir $(RUNS))
+
+bench: $(INSTALLED) ## cost of every optimizer per step and phase, relative to SGD-m (GPU when there is one): reports/bench/
+	$(PYTHON) -m runners.bench --device $(BENCH_DEVICE) --out reports/bench
 
 test: lint data ## lint, then run the test suite (without the tests marked slow)
 	$(PYTHON) -m pytest -m "not slow and not gpu" -q

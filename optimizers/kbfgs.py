@@ -59,6 +59,7 @@ from optimizers.base import (
 from optimizers.curvature import CapturedLayer, CurvatureCapture, LayerKind, as_matrix, split_matrix
 from optimizers.linalg import damped_inverse, damping_only
 from optimizers.phases import phase
+from optimizers.precision import MatmulPrecision, matmul
 from optimizers.quasi_newton import bfgs_update, double_damping, lbfgs_apply
 from optimizers.statistics import accumulate_gram_average
 
@@ -100,6 +101,8 @@ class KBFGS(CurvatureOptimizer):
         inverse: "bfgs" (K-BFGS) or "lbfgs" (K-BFGS(L)).
         history: the number of pairs K-BFGS(L) keeps (0 keeps H_g = I).
         warm_start: average A over the trainer's warm-start batches before step 0.
+        matmul_precision: "full" or "bfloat16" operands for A's Gram matrix and the products
+            H_g M H_a (optimizers.precision); the BFGS updates stay in full precision.
     """
 
     def __init__(
@@ -120,9 +123,11 @@ class KBFGS(CurvatureOptimizer):
         inverse: str = "bfgs",
         history: int = 100,
         warm_start: bool = True,
+        matmul_precision: str = "full",
     ) -> None:
         if not damping > 0.0:
             raise ValueError(f"Invalid damping value: {damping}")
+        self.matmul_precision = parse_choice(MatmulPrecision, "matmul_precision", matmul_precision)
         check_fraction("pair_decay", pair_decay)
         if not 0.0 < powell_mu1 < 1.0:
             raise ValueError(f"Invalid powell_mu1 value: {powell_mu1} (must be in (0, 1))")
@@ -176,7 +181,11 @@ class KBFGS(CurvatureOptimizer):
             state = self.state[layer.weight]
             a = layer.activations().flatten(0, 1)
             state[ACTIVATION_FACTOR] = accumulate_gram_average(
-                state.get(ACTIVATION_FACTOR), a, decay, 1.0 / layer.batch_size
+                state.get(ACTIVATION_FACTOR),
+                a,
+                decay,
+                1.0 / layer.batch_size,
+                self.matmul_precision,
             )
             state[MEAN_ACTIVATION] = a.mean(dim=0)
             state[MEAN_PRE_ACTIVATION], state[MEAN_OUTPUT_GRADIENT] = _layer_means(layer)
@@ -212,7 +221,8 @@ class KBFGS(CurvatureOptimizer):
                 continue  # no gradient this step
             state = self.state[weight]
             matrix = as_matrix(momenta[weight], None if bias is None else momenta[bias])
-            direction = self._apply_gradient_inverse(state, matrix @ state[ACTIVATION_INVERSE])
+            right = matmul(matrix, state[ACTIVATION_INVERSE], self.matmul_precision)
+            direction = self._apply_gradient_inverse(state, right, self.matmul_precision)
             weight_direction, bias_direction = split_matrix(
                 direction, weight.shape, bias is not None
             )
@@ -264,11 +274,19 @@ class KBFGS(CurvatureOptimizer):
                     self._remember_pair(state, s, y)
 
     # ------------------------------------------------------------------ helpers
-    def _apply_gradient_inverse(self, state: dict[str, Any], vectors: Tensor) -> Tensor:
-        """H_g v for a vector, or for every column of a matrix (d_out rows)."""
+    def _apply_gradient_inverse(
+        self,
+        state: dict[str, Any],
+        vectors: Tensor,
+        precision: MatmulPrecision = MatmulPrecision.full,
+    ) -> Tensor:
+        """H_g v for a vector, or for every column of a matrix (d_out rows); `precision` for
+        the dense H_g's product with a matrix."""
         if self.inverse == GradientInverse.bfgs:
             inverse = state.get(GRADIENT_INVERSE)
-            return vectors if inverse is None else inverse @ vectors
+            if inverse is None:
+                return vectors
+            return matmul(inverse, vectors, precision) if vectors.dim() == 2 else inverse @ vectors
         if PAIRS_S not in state:
             return vectors
         return lbfgs_apply(vectors, state[PAIRS_S], state[PAIRS_Y])

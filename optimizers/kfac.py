@@ -45,6 +45,7 @@ from optimizers.base import (
 )
 from optimizers.curvature import CapturedLayer, CurvatureCapture, as_matrix, split_matrix
 from optimizers.linalg import damped_inverse, damping_only
+from optimizers.precision import MatmulPrecision, matmul
 from optimizers.statistics import accumulate_gram_average
 
 ACTIVATION_FACTOR = "activation_factor"  # A
@@ -72,10 +73,15 @@ def damping_split(activation_factor: Tensor, gradient_factor: Tensor, split: Dam
 
 
 def kfac_direction(
-    momentum_matrix: Tensor, activation_inverse: Tensor, gradient_inverse: Tensor
+    momentum_matrix: Tensor,
+    activation_inverse: Tensor,
+    gradient_inverse: Tensor,
+    precision: MatmulPrecision = MatmulPrecision.full,
 ) -> Tensor:
     """D = G_inv M A_inv."""
-    return gradient_inverse @ momentum_matrix @ activation_inverse
+    return matmul(
+        matmul(gradient_inverse, momentum_matrix, precision), activation_inverse, precision
+    )
 
 
 def kl_clip_factor(kl_clip: float, lr_squared_inner: float) -> float:
@@ -100,6 +106,8 @@ class KFAC(CurvatureOptimizer):
         kl_clip: optional KL-clipping bound (null: off).
         fisher: "sampled" (labels from the model) or "empirical" (training labels).
         warm_start: average the factors over the trainer's warm-start batches before step 0.
+        matmul_precision: "full" or "bfloat16" operands for the statistics' Gram matrices and
+            the preconditioning products (optimizers.precision).
     """
 
     def __init__(
@@ -119,9 +127,11 @@ class KFAC(CurvatureOptimizer):
         kl_clip: float | None = None,
         fisher: str = "sampled",
         warm_start: bool = True,
+        matmul_precision: str = "full",
     ) -> None:
         if not damping > 0.0:
             raise ValueError(f"Invalid damping value: {damping}")
+        self.matmul_precision = parse_choice(MatmulPrecision, "matmul_precision", matmul_precision)
         if kl_clip is not None and not kl_clip > 0.0:
             raise ValueError(f"Invalid kl_clip value: {kl_clip} (must be positive, or null)")
         self.damping_split = parse_choice(DampingSplit, "damping_split", damping_split)
@@ -161,13 +171,18 @@ class KFAC(CurvatureOptimizer):
             g = layer.output_gradients()
             batch, positions = a.shape[:2]
             state[ACTIVATION_FACTOR] = accumulate_gram_average(
-                state.get(ACTIVATION_FACTOR), a.reshape(-1, a.shape[-1]), decay, 1.0 / batch
+                state.get(ACTIVATION_FACTOR),
+                a.reshape(-1, a.shape[-1]),
+                decay,
+                1.0 / batch,
+                self.matmul_precision,
             )
             state[GRADIENT_FACTOR] = accumulate_gram_average(
                 state.get(GRADIENT_FACTOR),
                 g.reshape(-1, g.shape[-1]),
                 decay,
                 1.0 / (batch * positions),
+                self.matmul_precision,
             )
         self.capture.clear()
         return loss
@@ -199,7 +214,9 @@ class KFAC(CurvatureOptimizer):
                 continue  # no gradient this step
             state = self.state[weight]
             matrix = as_matrix(momenta[weight], None if bias is None else momenta[bias])
-            direction = kfac_direction(matrix, state[ACTIVATION_INVERSE], state[GRADIENT_INVERSE])
+            direction = kfac_direction(
+                matrix, state[ACTIVATION_INVERSE], state[GRADIENT_INVERSE], self.matmul_precision
+            )
             weight_direction, bias_direction = split_matrix(
                 direction, weight.shape, bias is not None
             )

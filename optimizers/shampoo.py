@@ -32,6 +32,7 @@ from torch import Tensor
 
 from optimizers.base import CurvatureOptimizer, call_closure, parse_choice
 from optimizers.linalg import damping_only, inverse_root
+from optimizers.precision import MatmulPrecision
 from optimizers.statistics import accumulate_gram
 from optimizers.tensor_modes import ConvReshape, mode_shape, precondition, unfolding
 
@@ -60,6 +61,8 @@ class Shampoo(CurvatureOptimizer):
         max_dim: modes longer than this are not preconditioned.
         grafting: "none", "sgd" or "adagrad". grafting_eps: Adagrad's epsilon.
         warm_start: average the statistics over the trainer's warm-start batches first.
+        matmul_precision: "full" or "bfloat16" operands for the statistics' Gram matrices and
+            the preconditioning products (optimizers.precision).
     """
 
     statistics_decay_may_be_one = True
@@ -81,7 +84,9 @@ class Shampoo(CurvatureOptimizer):
         grafting: str = "none",
         grafting_eps: float = 1e-8,
         warm_start: bool = True,
+        matmul_precision: str = "full",
     ) -> None:
+        self.matmul_precision = parse_choice(MatmulPrecision, "matmul_precision", matmul_precision)
         if not eps > 0.0:
             raise ValueError(f"Invalid eps value: {eps}")
         if isinstance(max_dim, bool) or not isinstance(max_dim, int) or max_dim < 1:
@@ -121,7 +126,9 @@ class Shampoo(CurvatureOptimizer):
                 state[FACTORS] = [
                     None
                     if tensor.shape[mode] > self.max_dim
-                    else accumulate_gram(factor, unfolding(tensor, mode).mT, keep, add)
+                    else accumulate_gram(
+                        factor, unfolding(tensor, mode).mT, keep, add, self.matmul_precision
+                    )
                     for mode, factor in enumerate(factors)
                 ]
         return loss
@@ -157,7 +164,9 @@ class Shampoo(CurvatureOptimizer):
                     continue
                 momentum = momenta[p]
                 tensor = momentum.reshape(mode_shape(p.shape, self.conv_reshape))
-                direction = precondition(tensor, state[PRECONDITIONERS]).reshape(p.shape)
+                direction = precondition(
+                    tensor, state[PRECONDITIONERS], self.matmul_precision
+                ).reshape(p.shape)
                 if self.grafting != Grafting.none:
                     graft = self._grafted_step(state, momentum, gradients[p], group)
                     direction = _with_norm_of(direction, graft)

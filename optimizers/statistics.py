@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from optimizers.precision import MatmulPrecision, gram
+
 # Below this size the three smaller products cost more than the quarter of work they save.
 BLOCKED_GRAM_MIN_SIZE = 512
 
@@ -27,10 +29,22 @@ def update_average(average: Tensor | None, estimate: Tensor, decay: float) -> Te
     return average.mul_(decay).add_(estimate, alpha=1.0 - decay)
 
 
-def accumulate_gram(average: Tensor | None, rows: Tensor, keep: float, add: float) -> Tensor:
+def accumulate_gram(
+    average: Tensor | None,
+    rows: Tensor,
+    keep: float,
+    add: float,
+    precision: MatmulPrecision = MatmulPrecision.full,
+) -> Tensor:
     """keep*average + add*rows^T rows for `rows` of shape (M, d), in place when `average`
-    exists (keep = 0 ignores its old values, NaN included)."""
+    exists (keep = 0 ignores its old values, NaN included). With bfloat16 `precision` the
+    product has bfloat16 operands (optimizers.precision) and the average stays in rows' dtype."""
     size = rows.shape[1]
+    if precision != MatmulPrecision.full:
+        estimate = gram(rows, precision)
+        if average is None or keep == 0.0:
+            return estimate.mul_(add) if average is None else average.copy_(estimate).mul_(add)
+        return average.mul_(keep).add_(estimate, alpha=add)
     if average is None:
         average, keep = rows.new_empty(size, size), 0.0
     if size < BLOCKED_GRAM_MIN_SIZE:
@@ -45,7 +59,13 @@ def accumulate_gram(average: Tensor | None, rows: Tensor, keep: float, add: floa
 
 
 def accumulate_gram_average(
-    average: Tensor | None, rows: Tensor, decay: float, scale: float = 1.0
+    average: Tensor | None,
+    rows: Tensor,
+    decay: float,
+    scale: float = 1.0,
+    precision: MatmulPrecision = MatmulPrecision.full,
 ) -> Tensor:
     """decay*average + (1-decay)*scale*rows^T rows: a running average of scale*rows^T rows."""
-    return accumulate_gram(average, rows, keep=decay, add=(1.0 - decay) * scale)
+    return accumulate_gram(
+        average, rows, keep=decay, add=(1.0 - decay) * scale, precision=precision
+    )

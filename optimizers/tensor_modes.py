@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import Enum
 
-import torch
 from torch import Tensor
+
+from optimizers.precision import MatmulPrecision, matmul
 
 
 class ConvReshape(str, Enum):
@@ -43,18 +44,28 @@ def unfolding(tensor: Tensor, mode: int) -> Tensor:
     return tensor.movedim(mode, 0).reshape(tensor.shape[mode], -1)
 
 
-def mode_product(tensor: Tensor, matrix: Tensor, mode: int) -> Tensor:
-    """tensor x_mode matrix."""
+def mode_product(
+    tensor: Tensor, matrix: Tensor, mode: int, precision: MatmulPrecision = MatmulPrecision.full
+) -> Tensor:
+    """tensor x_mode matrix (optimizers.precision for `precision`; vectors in full)."""
     if tensor.dim() == 1:
         return matrix @ tensor
     if tensor.dim() == 2:
-        return matrix @ tensor if mode == 0 else tensor @ matrix.mT
-    return torch.tensordot(matrix, tensor, dims=([1], [mode])).movedim(0, mode)
+        return (
+            matmul(matrix, tensor, precision) if mode == 0 else matmul(tensor, matrix.mT, precision)
+        )
+    moved = tensor.movedim(mode, 0)
+    product = matmul(matrix, moved.reshape(moved.shape[0], -1), precision)
+    return product.reshape(matrix.shape[0], *moved.shape[1:]).movedim(0, mode)
 
 
-def precondition(tensor: Tensor, matrices: Sequence[Tensor | None]) -> Tensor:
+def precondition(
+    tensor: Tensor,
+    matrices: Sequence[Tensor | None],
+    precision: MatmulPrecision = MatmulPrecision.full,
+) -> Tensor:
     """tensor x_1 P_1 x_2 ... x_k P_k, skipping the modes whose P is None (identity)."""
     for mode, matrix in enumerate(matrices):
         if matrix is not None:
-            tensor = mode_product(tensor, matrix, mode)
+            tensor = mode_product(tensor, matrix, mode, precision)
     return tensor

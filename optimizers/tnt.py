@@ -32,6 +32,7 @@ from torch import Tensor
 
 from optimizers.base import CurvatureOptimizer, Fisher, parse_choice
 from optimizers.linalg import damped_inverse, damping_only
+from optimizers.precision import MatmulPrecision
 from optimizers.statistics import accumulate_gram_average
 from optimizers.tensor_modes import ConvReshape, mode_shape, precondition, unfolding
 
@@ -65,6 +66,8 @@ class TNT(CurvatureOptimizer):
         conv_reshape: "tensor" (out, in, kh*kw) or "matrix" (out, in*kh*kw).
         fisher: "sampled" (TNT) or "empirical" (TNT-EF).
         warm_start: average the factors over the trainer's warm-start batches before step 0.
+        matmul_precision: "full" or "bfloat16" operands for the statistics' Gram matrices and
+            the preconditioning products (optimizers.precision).
     """
 
     def __init__(
@@ -82,9 +85,11 @@ class TNT(CurvatureOptimizer):
         conv_reshape: str = "tensor",
         fisher: str = "sampled",
         warm_start: bool = True,
+        matmul_precision: str = "full",
     ) -> None:
         if not eps > 0.0:
             raise ValueError(f"Invalid eps value: {eps}")
+        self.matmul_precision = parse_choice(MatmulPrecision, "matmul_precision", matmul_precision)
         self.conv_reshape = parse_choice(ConvReshape, "conv_reshape", conv_reshape)
         self.fisher = parse_choice(Fisher, "fisher", fisher)
         super().__init__(
@@ -108,7 +113,9 @@ class TNT(CurvatureOptimizer):
             state = self.state[p]
             factors = state.get(FACTORS, [None] * tensor.dim())
             state[FACTORS] = [
-                accumulate_gram_average(factor, unfolding(tensor, mode).mT, decay)
+                accumulate_gram_average(
+                    factor, unfolding(tensor, mode).mT, decay, precision=self.matmul_precision
+                )
                 for mode, factor in enumerate(factors)
             ]
         return loss
@@ -136,7 +143,8 @@ class TNT(CurvatureOptimizer):
         for p, state in self._states_with(PRECONDITIONERS):
             if p in momenta:
                 tensor = momenta[p].reshape(mode_shape(p.shape, self.conv_reshape))
-                directions[p] = precondition(tensor, state[PRECONDITIONERS]).reshape(p.shape)
+                preconditioned = precondition(tensor, state[PRECONDITIONERS], self.matmul_precision)
+                directions[p] = preconditioned.reshape(p.shape)
         return directions
 
     def _states_with(self, key: str) -> list[tuple[Tensor, dict[str, Any]]]:

@@ -34,6 +34,24 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+_DENORMALS_FLUSHED = False
+
+
+def flush_denormals() -> None:
+    """Flush subnormal floats (|x| < 1.2e-38 in float32) to zero on the CPU, for the whole
+    process: call it at start-up, before torch's first parallel operation, so that the
+    OpenMP worker threads (created then) inherit the setting.
+
+    Why: CPUs compute with subnormal numbers tens of times slower, and curvature methods make
+    them (round-off in a root or inverse of a factor with zero rows, i.e. dead units, then in
+    the products with it): one layer's Shampoo preconditioning on the MNIST autoencoder ran
+    5x slower. Every method runs in the same mode, so comparisons stay fair; values that
+    small carry no information in training.
+    """
+    global _DENORMALS_FLUSHED
+    _DENORMALS_FLUSHED = bool(torch.set_flush_denormal(True))
+
+
 def collect_environment(device: torch.device) -> dict[str, Any]:
     cuda = device.type == "cuda"
     status = _git("status", "--porcelain", "--untracked-files=no")
@@ -47,6 +65,7 @@ def collect_environment(device: torch.device) -> dict[str, Any]:
         "device_name": torch.cuda.get_device_name(device) if cuda else _cpu_model(),
         "cpu_threads": torch.get_num_threads(),
         "cpu_count": torch.multiprocessing.cpu_count(),
+        "cpu_denormals_flushed": _DENORMALS_FLUSHED,
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
     }

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from runners.build import UserInputError
 from runners.config_schema import register_configs
+from runners.environment import flush_denormals
 from runners.run import RunIdentity, execute_run
 from runners.run_identity import experiment_name, group_id, register_resolvers, run_id
 
@@ -30,6 +31,7 @@ log = logging.getLogger("sobench")
 
 register_configs()
 register_resolvers()
+flush_denormals()  # before torch's first parallel operation (runners.environment)
 
 
 def optimizer_label(cfg: DictConfig, choice: str | None, overrides: list[str]) -> str:

@@ -106,6 +106,7 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
             Invalid({"statistics_decay": 1.0}, "Invalid statistics_decay value: 1.0"),
             Invalid({"damping_split": "pi"}, "Invalid damping_split value: 'pi' (choose from"),
             Invalid({"kl_clip": 0.0}, "Invalid kl_clip value: 0.0"),
+            Invalid({"matmul_precision": "fp8"}, "Invalid matmul_precision value: 'fp8' (choose"),
             Invalid({"fisher": "true"}, "Invalid fisher value: 'true' (choose from sampled, "),
         ),
         deterministic={"fisher": "empirical"},
@@ -122,6 +123,7 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
             Invalid({"conv_reshape": "flat"}, "Invalid conv_reshape value: 'flat'"),
             Invalid({"grafting": "adam"}, "Invalid grafting value: 'adam' (choose from none,"),
             Invalid({"grafting_eps": -1.0}, "Invalid grafting_eps value: -1.0"),
+            Invalid({"matmul_precision": "fp8"}, "Invalid matmul_precision value: 'fp8' (choose"),
         ),
     ),
     OptimizerInfo(
@@ -134,6 +136,7 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
             Invalid({"statistics_decay": 1.0}, "Invalid statistics_decay value: 1.0"),
             Invalid({"conv_reshape": "flat"}, "Invalid conv_reshape value: 'flat'"),
             Invalid({"fisher": "exact"}, "Invalid fisher value: 'exact'"),
+            Invalid({"matmul_precision": "fp8"}, "Invalid matmul_precision value: 'fp8' (choose"),
         ),
         deterministic={"fisher": "empirical"},
     ),
@@ -167,6 +170,7 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
                 Invalid({"powell_mu1": 1.0}, "Invalid powell_mu1 value: 1.0 (must be in (0, 1))"),
                 Invalid({"inverse": "dfp"}, "Invalid inverse value: 'dfp' (choose from bfgs, "),
                 Invalid({"history": -1}, "Invalid history value: -1 (must be a non-negative"),
+                Invalid({"matmul_precision": "fp8"}, "Invalid matmul_precision value: 'fp8'"),
                 Invalid(
                     {"curvature_every": 2, "inverse_every": 3},
                     "Invalid inverse_every value: 3 (must be a multiple of curvature_every=2)",

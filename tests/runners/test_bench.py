@@ -1,44 +1,128 @@
-"""The cost benchmark runs end to end (on a small autoencoder, so quickly): every optimizer
-builds from its YAML, takes interleaved timed blocks, and the table has the ratio to SGD-m and
-the per-phase breakdown. Timings themselves are not asserted (the benchmark is not a test)."""
+"""The cost benchmark (runners.bench): the schedule weights of each kind of step, that a step
+timed as a kind really is of that kind, the weighted means, and an end-to-end run on a small
+autoencoder (every optimizer builds from its YAML, the table has the ratio to SGD-m, the
+per-phase breakdown, memory; the markdown page, CSV and figure are written; the harness
+overhead is measured). Timings themselves are not asserted: the benchmark is not a test."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from runners.bench import BenchSettings, benchmark, main
+from runners.bench.problems import PROBLEMS, BenchProblem, build
+from runners.bench.run import ALL_OPTIMIZERS
+from runners.bench.timing import Contender, step_kinds
+
+TINY = BenchProblem(
+    "tiny_ae", "mnist_ae", "synthetic", 8, (2, 4), overrides=("model.encoder_sizes=[16,8]",)
+)
 
 
 @pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
-    """The inversions of 784 x 784 factors on a shared 2-core machine are far faster without
-    OpenMP threads fighting other processes for the cores; nothing here measures speed."""
+    """OpenMP threads fight other processes for a shared machine's cores; nothing here
+    measures speed."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
 
-def test_the_benchmark_table_has_ratios_and_phases() -> None:
-    settings = BenchSettings(
-        rounds=2, block=2, batch_size=8, encoder_sizes=(16, 8), inverse_every=2
-    )
-    table = benchmark(settings)
-    assert list(table["optimizer"]) == ["sgd", "kfac", "shampoo", "tnt"]
+def contender(optimizer: str, schedule: tuple[int, int] = (2, 4)) -> Contender:
+    built = build(TINY, optimizer, schedule, "cpu")
+    epoch = built.batches.epoch(0)
+    return Contender(optimizer, built, [epoch.batch(i) for i in range(2)])
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "schedule", "expected"),
+    [
+        ("kfac", (10, 100), {"refresh": 1 / 100, "statistics": 9 / 100, "plain": 90 / 100}),
+        ("tnt", (1, 20), {"refresh": 1 / 20, "statistics": 19 / 20}),
+        ("kbfgs", (1, 1), {"refresh": 1.0}),
+        ("tengrad", (10, 100), {"refresh": 1 / 100, "plain": 99 / 100}),  # T1 = T2 = 100
+        ("sgd", (10, 100), {"plain": 1.0}),
+    ],
+)
+def test_each_kind_of_step_is_weighted_by_its_share_of_the_schedule(
+    optimizer: str, schedule: tuple[int, int], expected: dict[str, float]
+) -> None:
+    kinds = step_kinds(build(TINY, optimizer, schedule, "cpu").optimizer)
+    assert {kind: weight for kind, (_, weight) in kinds.items()} == pytest.approx(expected)
+    assert sum(weight for _, weight in kinds.values()) == pytest.approx(1.0)
+
+
+def test_a_step_timed_as_a_kind_is_of_that_kind() -> None:
+    kfac = contender("kfac")
+    kfac.warm_up(1)
+    schedule = kfac.built.optimizer.state["schedule"]
+    for kind, statistics_expected in (("plain", 0), ("statistics", 1), ("refresh", 1)):
+        before = schedule["statistics_updates"]
+        first_layer = kfac.built.optimizer.layers[0].weight
+        inverse = kfac.built.optimizer.state[first_layer]
+        inverse_before = inverse["activation_factor_inverse"].clone()
+        kfac.step(kfac.kinds[kind][0])
+        assert schedule["statistics_updates"] - before == statistics_expected, kind
+        refreshed = not torch.equal(inverse["activation_factor_inverse"], inverse_before)
+        assert refreshed == (kind == "refresh"), kind
+
+
+def test_rounds_give_weighted_samples_and_phases() -> None:
+    tnt = contender("tnt")
+    tnt.warm_up(1)
+    for _ in range(3):
+        tnt.run_round()
+    assert len(tnt.samples_s) == 3
+    weights = {kind: weight for kind, (_, weight) in tnt.kinds.items()}
+    assert weights == pytest.approx({"refresh": 1 / 4, "statistics": 1 / 4, "plain": 1 / 2})
+    for index, sample in enumerate(tnt.samples_s):
+        expected = sum(weights[kind] * tnt.seconds[kind][index] for kind in weights)
+        assert sample == pytest.approx(expected)
+    phases = tnt.phase_means_s()
+    assert phases["inversion"] > 0 and phases["statistics"] > 0
+    # the inversion happens on refresh steps only: its per-step mean is a quarter of it
+    refresh_inversion = tnt.phases["refresh"]["inversion"] / 3
+    assert phases["inversion"] == pytest.approx(weights["refresh"] * refresh_inversion)
+    assert "inversion" not in tnt.phases["statistics"]
+
+
+def test_the_benchmark_table_has_ratios_phases_and_memory() -> None:
+    settings = BenchSettings(problems=(TINY,), rounds=2, warmup_steps=1, overhead_rounds=1)
+    result = benchmark(settings)
+    table = result.tables["tiny_ae"]
+    assert list(table["optimizer"]) == list(ALL_OPTIMIZERS)
     assert table.loc[table["optimizer"] == "sgd", "x sgd"].item() == 1.0
-    assert (table["ms/step"] > 0).all()
-    curvature = table[table["optimizer"] != "sgd"]
+    assert (table["ms/step"] > 0).all() and (table["state MB"] > 0).all()
+    assert (table["peak MB"] > 0).all()
+    curvature = table[~table["optimizer"].isin(["sgd", "adam"])]
     for phase in ("statistics", "inversion", "preconditioning"):
         assert (curvature[f"{phase} ms"] > 0).all(), phase
-    assert (table.loc[table["optimizer"] == "sgd", "statistics ms"] == 0).all()
+    assert (table.loc[table["optimizer"].isin(["sgd", "adam"]), "statistics ms"] == 0).all()
     assert (table["forward_backward ms"] > 0).all()
+    assert result.overhead is not None and result.overhead.bare_s > 0
+    assert result.schedules["tiny_ae"] == (2, 4)
 
 
-def test_the_command_line_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
-    main(["--optimizers", "sgd,diagonal", "--rounds", "1", "--block", "1", "--batch-size", "4"])
+def test_the_command_line_writes_the_page_the_csv_and_the_figure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(PROBLEMS, "tiny_ae", TINY)
+    main(
+        [
+            "--problems", "tiny_ae", "--optimizers", "sgd,diagonal", "--rounds", "1",
+            "--schedule", "every-step", "--no-overhead", "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
     out = capsys.readouterr().out
-    assert "MNIST autoencoder, batch 4, synthetic inputs" in out
-    assert "| diagonal" in out and "x sgd" in out
+    assert "python -m runners.bench --problems tiny_ae" in out
+    assert "statistics every 1, inverses every 1 steps" in out
+    assert "| diagonal" in out and "x sgd" in out and "Synthetic inputs" in out
+    assert (tmp_path / "phases.png").stat().st_size > 0
+    csv = pd.read_csv(tmp_path / "bench.csv")
+    assert list(csv["optimizer"]) == ["sgd", "diagonal"]
+    assert (tmp_path / "bench.md").read_text() in out

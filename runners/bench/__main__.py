@@ -1,0 +1,3 @@
+from runners.bench.run import main
+
+main()

@@ -1,0 +1,98 @@
+"""The benchmark's outputs: a markdown page (command, environment, one table per problem, the
+harness overhead) and a stacked bar chart of each optimizer's per-phase cost."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from runners.bench.overhead import BASELINE
+
+if TYPE_CHECKING:
+    from runners.bench.run import BenchResult
+
+ENVIRONMENT_KEYS = (
+    "device_name",
+    "device",
+    "cpu_threads",
+    "cpu_denormals_flushed",
+    "torch",
+    "cuda",
+    "git_commit",
+)
+
+
+def write_markdown(result: BenchResult, command: str, path: Path) -> str:
+    """The page; written to `path` and returned."""
+    environment = result.environment
+    lines = [
+        f"`{command}`",
+        "",
+        "Environment: "
+        + ", ".join(f"{key} {environment.get(key)}" for key in ENVIRONMENT_KEYS)
+        + ". Synthetic inputs of each problem's shape (the cost of a step does not depend on "
+        "the pixel values). Times are the median over interleaved rounds of the time per "
+        "training step weighted by each optimizer's schedule (runners.bench.timing); phase "
+        "columns are per step; `x sgd` is the median over rounds of the ratio to SGD-m in "
+        "the same round; spread is the interquartile range over rounds.",
+        "",
+    ]
+    if result.settings.optimizer_settings:
+        settings = ", ".join(f"{k}={v}" for k, v in result.settings.optimizer_settings)
+        lines += [f"Optimizer settings, wherever an optimizer has them: {settings}.", ""]
+    for name, table in result.tables.items():
+        problem = next(p for p in result.settings.problems if p.name == name)
+        curvature_every, inverse_every = result.schedules[name]
+        lines += [
+            f"### {problem.describe()}; statistics every {curvature_every}, inverses every "
+            f"{inverse_every} steps",
+            "",
+            table.to_markdown(index=False, floatfmt=".2f"),
+            "",
+        ]
+    if result.overhead is not None:
+        overhead = result.overhead
+        lines += [
+            f"Harness overhead ({result.settings.problems[0].describe()}, SGD-m): runner "
+            f"{1e3 * overhead.runner_s:.2f} ms/step against a bare PyTorch loop's "
+            f"{1e3 * overhead.bare_s:.2f} ms/step: {100 * overhead.fraction:+.1f}%.",
+            "",
+        ]
+    text = "\n".join(lines)
+    path.write_text(text)
+    return text
+
+
+def phases_figure(result: BenchResult, phases: tuple[str, ...]) -> Figure:
+    """One panel per problem: per optimizer, the time per step in each phase as a multiple
+    of SGD-m's time per step, stacked."""
+    count = len(result.tables)
+    figure, axes = plt.subplots(1, count, figsize=(5.0 * count, 4.0), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for axis, (name, table) in zip(axes[0], result.tables.items(), strict=True):
+        baseline_ms = (
+            float(table.loc[table["optimizer"] == BASELINE, "ms/step"].iloc[0])
+            if (table["optimizer"] == BASELINE).any()
+            else float(table["ms/step"].min())
+        )
+        bottoms = [0.0] * len(table)
+        for index, phase in enumerate(phases):
+            heights = [
+                0.0 if math.isnan(value) else value / baseline_ms for value in table[f"{phase} ms"]
+            ]
+            axis.bar(table["optimizer"], heights, bottom=bottoms, label=phase, color=colours(index))
+            bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+        axis.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        axis.set_title(name)
+        axis.set_ylabel(f"time per step / {BASELINE}'s")
+        axis.tick_params(axis="x", labelrotation=45)
+    axes[0][0].legend(fontsize="small")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,198 @@
+"""The benchmark's driver and command line (runners.bench's docstring says what it measures)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from runners.bench.overhead import BASELINE, Overhead, harness_overhead
+from runners.bench.problems import PROBLEMS, BenchProblem, build
+from runners.bench.report import phases_figure, write_markdown
+from runners.bench.timing import TIMED_PHASES, Contender
+from runners.build import resolve_device
+from runners.environment import collect_environment, flush_denormals
+
+ALL_OPTIMIZERS = ("sgd", "adam", "kfac", "shampoo", "tnt", "kbfgs", "kbfgs_l", "tengrad")
+SCHEDULES = {"paper": None, "every-step": (1, 1)}
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    problems: tuple[BenchProblem, ...] = tuple(PROBLEMS.values())
+    optimizers: tuple[str, ...] = ALL_OPTIMIZERS
+    schedule: tuple[int, int] | None = None  # None: each problem's paper schedule
+    rounds: int | None = None  # None: each problem's own (BenchProblem.rounds)
+    warmup_steps: int = 1
+    device: str = "cpu"
+    overhead: bool = True  # measure the harness overhead on the first problem
+    overhead_rounds: int = 11
+    # (key, YAML value) set on every optimizer that has the key, e.g. matmul_precision
+    optimizer_settings: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class BenchResult:
+    settings: BenchSettings
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    schedules: dict[str, tuple[int, int]] = field(default_factory=dict)
+    overhead: Overhead | None = None
+    environment: dict[str, object] = field(default_factory=dict)
+
+
+def measure_problem(
+    problem: BenchProblem, settings: BenchSettings, schedule: tuple[int, int]
+) -> pd.DataFrame:
+    """One row per optimizer (BASELINE first): the interleaved, schedule-weighted timings."""
+    names = [BASELINE, *(name for name in settings.optimizers if name != BASELINE)]
+    contenders = []
+    for name in names:
+        built = build(problem, name, schedule, settings.device, settings.optimizer_settings)
+        epoch = built.batches.epoch(0)
+        batches = [epoch.batch(index) for index in range(built.batches.steps_per_epoch)]
+        contenders.append(Contender(name, built, batches))
+    for contender in contenders:
+        contender.warm_up(settings.warmup_steps)
+    for _ in range(settings.rounds or problem.rounds):
+        for contender in contenders:
+            contender.run_round()
+    return results_table(contenders, keep_baseline=BASELINE in settings.optimizers)
+
+
+def paired_ratio(contender: Contender, baseline: Contender) -> float:
+    """The median over rounds of the contender's time per step over the baseline's in the
+    same round: pairing the rounds cancels the machine's drifts between them."""
+    ratios = [
+        sample / reference
+        for sample, reference in zip(contender.samples_s, baseline.samples_s, strict=True)
+    ]
+    return statistics.median(ratios)
+
+
+def results_table(contenders: list[Contender], keep_baseline: bool = True) -> pd.DataFrame:
+    baseline = contenders[0]
+    assert baseline.name == BASELINE
+    rows = []
+    for contender in contenders:
+        if contender is baseline and not keep_baseline:
+            continue
+        kinds = contender.kind_medians_s()
+        row: dict[str, object] = {
+            "optimizer": contender.name,
+            "ms/step": 1e3 * contender.median_s,
+            f"x {BASELINE}": paired_ratio(contender, baseline),
+            "spread %": 100.0 * contender.spread,
+        }
+        for phase, seconds in contender.phase_means_s().items():
+            row[f"{phase} ms"] = 1e3 * seconds
+        for kind in ("refresh", "statistics", "plain"):
+            row[f"{kind} step ms"] = 1e3 * kinds[kind] if kind in kinds else float("nan")
+        row["state MB"] = contender.state_bytes / 2**20
+        row["peak MB"] = contender.peak_bytes / 2**20
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def benchmark(settings: BenchSettings) -> BenchResult:
+    result = BenchResult(settings, environment=collect_environment(resolve_device(settings.device)))
+    for problem in settings.problems:
+        schedule = settings.schedule or problem.schedule
+        torch.manual_seed(0)
+        result.tables[problem.name] = measure_problem(problem, settings, schedule)
+        result.schedules[problem.name] = schedule
+    if settings.overhead and settings.problems:
+        result.overhead = harness_overhead(
+            settings.problems[0], settings.device, settings.overhead_rounds
+        )
+    return result
+
+
+def parse_schedule(text: str) -> tuple[int, int] | None:
+    if text in SCHEDULES:
+        return SCHEDULES[text]
+    try:
+        curvature_every, inverse_every = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"schedule {text!r}: paper, every-step or T1/T2 (e.g. 10/100)"
+        ) from None
+    return curvature_every, inverse_every
+
+
+def key_value(text: str) -> tuple[str, str]:
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE")
+    return key, value
+
+
+def names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def main(argv: list[str] | None = None) -> None:
+    flush_denormals()  # as the runner does (runners.environment), before any parallel work
+    defaults = BenchSettings()
+    parser = argparse.ArgumentParser(
+        prog="python -m runners.bench", description="Cost benchmark of every optimizer."
+    )
+    parser.add_argument("--problems", type=names, default=tuple(PROBLEMS), help=", ".join(PROBLEMS))
+    parser.add_argument("--optimizers", type=names, default=defaults.optimizers)
+    parser.add_argument("--schedule", type=parse_schedule, default=None, help="paper (default)")
+    parser.add_argument("--rounds", type=int, default=None, help="default: each problem's")
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
+    parser.add_argument("--batch-size", type=int, default=None, help="override every problem's")
+    parser.add_argument("--device", default=defaults.device, help="cpu, cuda or auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument(
+        "--set",
+        dest="optimizer_settings",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an optimizer setting for every optimizer that has it, e.g. matmul_precision=bfloat16",
+    )
+    parser.add_argument("--no-overhead", action="store_true", help="skip the harness overhead")
+    parser.add_argument("--out", type=Path, default=Path("reports/bench"))
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.problems if name not in PROBLEMS]
+    if unknown:
+        parser.error(f"unknown problem(s) {', '.join(unknown)}; choose from {', '.join(PROBLEMS)}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    problems = tuple(
+        PROBLEMS[name]
+        if args.batch_size is None
+        else dataclasses.replace(PROBLEMS[name], batch_size=args.batch_size)
+        for name in args.problems
+    )
+    settings = BenchSettings(
+        problems=problems,
+        optimizers=args.optimizers,
+        schedule=args.schedule,
+        rounds=args.rounds,
+        warmup_steps=args.warmup_steps,
+        device=args.device,
+        overhead=not args.no_overhead,
+        optimizer_settings=tuple(args.optimizer_settings),
+    )
+    result = benchmark(settings)
+    given = sys.argv[1:] if argv is None else argv
+    command = " ".join(["python -m runners.bench", *(shlex.quote(arg) for arg in given)])
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = write_markdown(result, command, args.out / "bench.md")
+    csv = pd.concat(
+        [table.assign(problem=name) for name, table in result.tables.items()], ignore_index=True
+    )
+    csv.to_csv(args.out / "bench.csv", index=False)
+    phases_figure(result, TIMED_PHASES).savefig(args.out / "phases.png", dpi=120)
+    print(text)
+    print(f"written: {args.out / 'bench.md'}, {args.out / 'bench.csv'}, {args.out / 'phases.png'}")
