@@ -52,11 +52,10 @@ from optimizers.base import (
     SCHEDULE,
     CurvatureOptimizer,
     NonFiniteLoss,
-    call_closure,
     check_fraction,
     parse_choice,
 )
-from optimizers.curvature import CapturedLayer, CurvatureCapture, LayerKind, as_matrix, split_matrix
+from optimizers.curvature import CapturedLayer, CurvatureCapture, LayerKind, layer_directions
 from optimizers.linalg import damped_inverse, damping_only
 from optimizers.phases import phase
 from optimizers.precision import MatmulPrecision, matmul
@@ -174,9 +173,7 @@ class KBFGS(CurvatureOptimizer):
 
     # ------------------------------------------------------------------ the three phases
     def _statistics_step(self, closure: Callable[[], Tensor], decay: float) -> Tensor:
-        with self.capture.recording():
-            loss = call_closure(closure)
-        self.capture.check_complete()
+        loss = self.capture.record_step(closure, sampled=False, method="K-BFGS")
         for layer in self.layers:
             state = self.state[layer.weight]
             a = layer.activations().flatten(0, 1)
@@ -214,22 +211,12 @@ class KBFGS(CurvatureOptimizer):
     def _directions(
         self, momenta: dict[Tensor, Tensor], gradients: dict[Tensor, Tensor]
     ) -> dict[Tensor, Tensor]:
-        directions: dict[Tensor, Tensor] = {}
-        for layer in self.layers:
-            weight, bias = layer.weight, layer.bias
-            if weight not in momenta or (bias is not None and bias not in momenta):
-                continue  # no gradient this step
-            state = self.state[weight]
-            matrix = as_matrix(momenta[weight], None if bias is None else momenta[bias])
-            right = matmul(matrix, state[ACTIVATION_INVERSE], self.matmul_precision)
-            direction = self._apply_gradient_inverse(state, right, self.matmul_precision)
-            weight_direction, bias_direction = split_matrix(
-                direction, weight.shape, bias is not None
-            )
-            directions[weight] = weight_direction
-            if bias is not None:
-                directions[bias] = bias_direction
-        return directions
+        def direction(layer: CapturedLayer, momentum: Tensor) -> Tensor:
+            state = self.state[layer.weight]
+            right = matmul(momentum, state[ACTIVATION_INVERSE], self.matmul_precision)
+            return self._apply_gradient_inverse(state, right, self.matmul_precision)
+
+        return layer_directions(self.layers, momenta, direction)
 
     def _after_update(self, closure: Callable[[], Tensor], refreshed: bool) -> None:
         """On refresh steps: the second pass at the new weights, and H_g's update."""
@@ -239,9 +226,8 @@ class KBFGS(CurvatureOptimizer):
         params = [p for group in self.param_groups for p in group["params"]]
         gradients = [None if p.grad is None else p.grad.clone() for p in params]
         try:
-            with phase("statistics"), self.capture.recording():
-                call_closure(closure)
-                self.capture.check_complete()
+            with phase("statistics"):
+                self.capture.record_step(closure, sampled=False, method="K-BFGS")
                 new_means = {layer.weight: _layer_means(layer) for layer in self.layers}
         except NonFiniteLoss:  # the step diverged: no pair; the next step reports it
             self.state[SCHEDULE]["skipped_updates"] += len(self.layers)

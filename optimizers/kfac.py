@@ -39,11 +39,9 @@ from torch import Tensor, nn
 from optimizers.base import (
     CurvatureOptimizer,
     Fisher,
-    call_closure,
     parse_choice,
-    sampled_loss,
 )
-from optimizers.curvature import CapturedLayer, CurvatureCapture, as_matrix, split_matrix
+from optimizers.curvature import CapturedLayer, CurvatureCapture, layer_directions
 from optimizers.linalg import damped_inverse, damping_only
 from optimizers.precision import MatmulPrecision, matmul
 from optimizers.statistics import accumulate_gram_average
@@ -159,12 +157,7 @@ class KFAC(CurvatureOptimizer):
         return self.capture.layers
 
     def _statistics_step(self, closure: Callable[[], Tensor], decay: float) -> Tensor:
-        sampled = self.fisher == Fisher.sampled
-        with self.capture.recording():
-            loss = call_closure(closure, retain_graph=sampled)
-        if sampled:
-            self.capture.backward_to_outputs(sampled_loss(closure, "KFAC"))
-        self.capture.check_complete()
+        loss = self.capture.record_step(closure, self.fisher == Fisher.sampled, "KFAC")
         for layer in self.layers:
             state = self.state[layer.weight]
             a = layer.activations()
@@ -207,22 +200,12 @@ class KFAC(CurvatureOptimizer):
     def _directions(
         self, momenta: dict[Tensor, Tensor], gradients: dict[Tensor, Tensor]
     ) -> dict[Tensor, Tensor]:
-        directions: dict[Tensor, Tensor] = {}
-        for layer in self.layers:
-            weight, bias = layer.weight, layer.bias
-            if weight not in momenta or (bias is not None and bias not in momenta):
-                continue  # no gradient this step
-            state = self.state[weight]
-            matrix = as_matrix(momenta[weight], None if bias is None else momenta[bias])
-            direction = kfac_direction(
-                matrix, state[ACTIVATION_INVERSE], state[GRADIENT_INVERSE], self.matmul_precision
-            )
-            weight_direction, bias_direction = split_matrix(
-                direction, weight.shape, bias is not None
-            )
-            directions[weight] = weight_direction
-            if bias is not None:
-                directions[bias] = bias_direction
+        def direction(layer: CapturedLayer, momentum: Tensor) -> Tensor:
+            state = self.state[layer.weight]
+            inverses = state[ACTIVATION_INVERSE], state[GRADIENT_INVERSE]
+            return kfac_direction(momentum, *inverses, self.matmul_precision)
+
+        directions = layer_directions(self.layers, momenta, direction)
         if self.kl_clip is not None:
             self._clip(directions, gradients)
         return directions

@@ -64,12 +64,10 @@ from optimizers.base import (
     SCHEDULE,
     CurvatureOptimizer,
     Fisher,
-    call_closure,
     check_positive_int,
     parse_choice,
-    sampled_loss,
 )
-from optimizers.curvature import CapturedLayer, CurvatureCapture, as_matrix, split_matrix
+from optimizers.curvature import CapturedLayer, CurvatureCapture, layer_directions
 from optimizers.linalg import InversionError, damped_cholesky
 
 ACTIVATIONS = "activations"  # A_tilde, (N, d_in [+1])
@@ -261,12 +259,7 @@ class TENGraD(CurvatureOptimizer):
         return self.capture.layers
 
     def _statistics_step(self, closure: Callable[[], Tensor], decay: float) -> Tensor:
-        sampled = self.fisher == Fisher.sampled
-        with self.capture.recording():
-            loss = call_closure(closure, retain_graph=sampled)
-        if sampled:
-            self.capture.backward_to_outputs(sampled_loss(closure, "TENGraD"))
-        self.capture.check_complete()
+        loss = self.capture.record_step(closure, self.fisher == Fisher.sampled, "TENGraD")
         for layer in self.layers:
             gradients = per_example_gradients(
                 layer.activations(), layer.output_gradients(), self.conv_gradients
@@ -297,23 +290,13 @@ class TENGraD(CurvatureOptimizer):
         self, momenta: dict[Tensor, Tensor], gradients: dict[Tensor, Tensor]
     ) -> dict[Tensor, Tensor]:
         groups = self._group_of()
-        directions: dict[Tensor, Tensor] = {}
-        for layer in self.layers:
-            weight, bias = layer.weight, layer.bias
-            if weight not in momenta or (bias is not None and bias not in momenta):
-                continue  # no gradient this step
-            state = self.state[weight]
-            damping = groups[weight]["damping"]
-            matrix = as_matrix(momenta[weight], None if bias is None else momenta[bias])
+
+        def direction(layer: CapturedLayer, momentum: Tensor) -> Tensor:
+            state = self.state[layer.weight]
+            damping = groups[layer.weight]["damping"]
             stored = from_state(state)
             if stored is None:
-                direction = matrix / damping
-            else:
-                direction = woodbury_solve(matrix, stored, state[GRAM_CHOLESKY], damping)
-            weight_direction, bias_direction = split_matrix(
-                direction, weight.shape, bias is not None
-            )
-            directions[weight] = weight_direction
-            if bias is not None:
-                directions[bias] = bias_direction
-        return directions
+                return momentum / damping
+            return woodbury_solve(momentum, stored, state[GRAM_CHOLESKY], damping)
+
+        return layer_directions(self.layers, momenta, direction)

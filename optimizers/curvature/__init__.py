@@ -6,7 +6,13 @@ from optimizers.curvature.capture import (
     CurvatureCaptureError,
     UnsupportedLayerWarning,
 )
-from optimizers.curvature.layers import CapturedLayer, LayerKind, as_matrix, split_matrix
+from optimizers.curvature.layers import (
+    CapturedLayer,
+    LayerKind,
+    as_matrix,
+    layer_directions,
+    split_matrix,
+)
 
 __all__ = [
     "CapturedLayer",
@@ -15,5 +21,6 @@ __all__ = [
     "LayerKind",
     "UnsupportedLayerWarning",
     "as_matrix",
+    "layer_directions",
     "split_matrix",
 ]

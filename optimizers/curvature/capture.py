@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from optimizers.base import call_closure, sampled_loss
 from optimizers.curvature.layers import CapturedLayer, LayerKind, layer_kind, unsupported_reason
 
 ALL_KINDS = (LayerKind.linear, LayerKind.conv2d)
@@ -131,6 +132,18 @@ class CurvatureCapture:
             yield
         finally:
             self._recording = False
+
+    def record_step(self, closure: Callable[[], Tensor], sampled: bool, method: str) -> Tensor:
+        """Run the closure with the recording open; with `sampled`, also backpropagate the loss
+        at labels drawn from the model to the layer outputs (their gradients become those of
+        the sampled Fisher; `.grad` keeps the true-label gradient). Checks that every layer
+        took part; returns the closure's loss (NonFiniteLoss when it is not finite)."""
+        with self.recording():
+            loss = call_closure(closure, retain_graph=sampled)
+        if sampled:
+            self.backward_to_outputs(sampled_loss(closure, method))
+        self.check_complete()
+        return loss
 
     def backward_to_outputs(self, loss: Tensor) -> None:
         """Backpropagate `loss` to the recorded layer outputs only (the sampled-label pass):

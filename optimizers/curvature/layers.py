@@ -17,6 +17,7 @@ undoes it. The column order of a conv weight matrix (C_in, kh, kw) matches F.unf
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -129,6 +130,28 @@ def as_matrix(weight_like: Tensor, bias_like: Tensor | None) -> Tensor:
     if bias_like is None:
         return matrix
     return torch.cat([matrix, bias_like.unsqueeze(1)], dim=1)
+
+
+def layer_directions(
+    layers: list[CapturedLayer],
+    momenta: dict[Tensor, Tensor],
+    direction: Callable[[CapturedLayer, Tensor], Tensor],
+) -> dict[Tensor, Tensor]:
+    """{parameter: D} of every layer whose parameters all have a momentum this step, with the
+    layer's D = direction(layer, M) for M = [m_W | m_b], split back into weight and bias."""
+    directions: dict[Tensor, Tensor] = {}
+    for layer in layers:
+        weight, bias = layer.weight, layer.bias
+        if weight not in momenta or (bias is not None and bias not in momenta):
+            continue  # no gradient this step
+        matrix = as_matrix(momenta[weight], None if bias is None else momenta[bias])
+        weight_direction, bias_direction = split_matrix(
+            direction(layer, matrix), weight.shape, bias is not None
+        )
+        directions[weight] = weight_direction
+        if bias is not None:
+            directions[bias] = bias_direction
+    return directions
 
 
 def split_matrix(
