@@ -19,30 +19,24 @@ import pandas as pd
 import yaml
 
 from analysis.sweep import SourceError, Sweep, build_sweep, run_row
+from contract.records import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, parse_metric_lines
 
 WANDB_PREFIX = "wandb:"
 OFFLINE_PREFIX = "wandb-offline:"
 
 
 def find_run_dirs(root: Path | str) -> list[Path]:
-    return sorted(path.parent for path in Path(root).rglob("summary.json"))
+    return sorted(path.parent for path in Path(root).rglob(SUMMARY_FILE))
 
 
 def read_run_dir(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None, list[dict]]:
     """(summary, resolved config or None, metric records) of one run directory."""
-    summary = json.loads((run_dir / "summary.json").read_text())
-    config_path = run_dir / "config.yaml"
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    config_path = run_dir / CONFIG_FILE
     config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else None
-    metrics_path = run_dir / "metrics.jsonl"
-    lines = metrics_path.read_text().splitlines() if metrics_path.is_file() else []
-    # json reads the runner's NaN / Infinity; a torn last line (a killed run) is skipped
-    records = []
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return summary, config, records
+    metrics_path = run_dir / METRICS_FILE
+    text = metrics_path.read_text() if metrics_path.is_file() else ""
+    return summary, config, parse_metric_lines(text).records  # a torn last line is left out
 
 
 def load_local(root: Path | str) -> Sweep:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.style import display_name, ordered
-from analysis.sweep import STATUSES
+from contract.records import ENDED_BADLY, STATUSES, UNFINISHED, is_identity_key
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,6 @@ LOWEST_TRAINING_LOSS = Rule(
 )
 HIGHEST_TEST_ACCURACY = Rule("best.test/accuracy", True, "highest test accuracy (best evaluation)")
 
-NOT_GRID = ("config.seed", "config.paths.", "config.logger.", "config.hydra.")
-NOT_GRID_KEYS = ("config.trainer.force", "config.trainer.checkpoint_every_epochs")
-
 
 def is_classifier(runs: pd.DataFrame) -> bool:
     return "best.test/accuracy" in runs and bool(runs["best.test/accuracy"].notna().any())
@@ -53,13 +50,14 @@ def rule_for(runs: pd.DataFrame) -> Rule:
 
 
 def grid_columns(runs: pd.DataFrame) -> list[str]:
-    """Config columns whose values differ between these runs (the seed aside)."""
+    """Config columns of the run identity whose values differ between these runs (the seed
+    aside: the seeds of a setting are its repetitions)."""
     candidates = [
         column
         for column in runs
         if column.startswith("config.")
-        and not column.startswith(NOT_GRID)
-        and column not in NOT_GRID_KEYS
+        and column != "config.seed"
+        and is_identity_key(column.removeprefix("config."))
     ]
     return [column for column in candidates if runs[column].nunique(dropna=False) > 1]
 
@@ -70,13 +68,14 @@ def short(column: str) -> str:
 
 def run_scores(runs: pd.DataFrame, rule: Rule) -> pd.Series:
     """Each run's value under the rule: its metric when completed, the worst value when it
-    diverged or failed (or completed without the metric), NaN while it is running."""
+    diverged or failed (or completed without the metric), NaN while it is unfinished (running
+    or interrupted: its best is not final)."""
     values = runs[rule.column] if rule.column in runs else pd.Series(np.nan, index=runs.index)
     values = values.astype(float)
-    ended_badly = runs["status"].isin(["diverged", "failed"])
+    ended_badly = runs["status"].isin(ENDED_BADLY)
     completed_without = (runs["status"] == "completed") & values.isna()
     values = values.mask(ended_badly | completed_without, rule.worst())
-    return values.mask(runs["status"] == "running")
+    return values.mask(runs["status"].isin(UNFINISHED))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ METHOD_VARIANTS = {("tnt", "config.optimizer.fisher", "empirical"): "tnt_ef"}
 
 _FIXED_ORDER = list(DISPLAY_NAMES)
 _PALETTE = matplotlib.colormaps["tab10"].colors
-BASELINE = "sgd"
 
 PROBLEM_TITLES = {
     "tnt_mnist_ae": "MNIST autoencoder",

@@ -30,10 +30,12 @@ from typing import Any
 import pandas as pd
 
 from analysis.style import METHOD_VARIANTS
+from contract.records import STATUSES, is_identity_key
+
+__all__ = ["STATUSES", "SourceError", "Sweep", "build_sweep", "run_row"]
 
 IDENTITY_COLUMNS = ("run_id", "group", "experiment", "optimizer", "model", "dataset", "seed")
 RUN_COUNT_COLUMNS = ("epochs", "steps", "steps_per_epoch", "diverged_at_step", "parameters")
-STATUSES = ("completed", "diverged", "failed", "running")
 # The run columns joined to every metrics row (the rest stay in `runs`).
 JOINED_COLUMNS = (*IDENTITY_COLUMNS, "status", "problem", "method")
 
@@ -88,17 +90,17 @@ def _method(row: pd.Series) -> str:
 
 
 # what defines the problem a run trains (anything else that differs is the optimizer's
-# setting or the trainer's budget, which tuned_trainer may set per optimizer)
+# setting or the trainer's budget, which tuned_trainer may set per optimizer); keys that are
+# not part of a run's identity (where the data came from) never split a problem
 PROBLEM_PREFIXES = ("config.model.", "config.dataset.")
-NOT_PROBLEM_KEYS = ("config.dataset.download",)  # where the data came from, not what it is
+
+
+def _is_problem_key(column: str) -> bool:
+    return column.startswith(PROBLEM_PREFIXES) and is_identity_key(column.removeprefix("config."))
 
 
 def _problems(runs: pd.DataFrame) -> pd.Series:
-    keys = ["model", "dataset"] + [
-        column
-        for column in runs
-        if column.startswith(PROBLEM_PREFIXES) and column not in NOT_PROBLEM_KEYS
-    ]
+    keys = ["model", "dataset"] + [column for column in runs if _is_problem_key(column)]
     problems = runs["experiment"].astype(object).copy()
     # a run that does not say what it trained (it failed before writing its config) stays
     # with its experiment

@@ -25,9 +25,11 @@ import pandas as pd
 
 from analysis.profiles import TABLE_TAUS, performance_profile
 from analysis.results import Results
-from analysis.style import BASELINE, display_name, sort_key
-from analysis.sweep import STATUSES, SourceError
+from analysis.style import display_name, sort_key
+from analysis.sweep import SourceError
 from analysis.targets import method_time_to_target
+from contract.records import BASELINE_OPTIMIZER as BASELINE
+from contract.records import STATUSES
 
 MIB = 2.0**20
 

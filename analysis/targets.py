@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.selection import Rule, Selection, run_scores
-from analysis.style import BASELINE
+from contract.records import BASELINE_OPTIMIZER as BASELINE
 
 
 def reached(values: pd.Series, target: float, rule: Rule) -> pd.Series:

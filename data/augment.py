@@ -31,8 +31,8 @@ import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
+from data.schema import Augmentation, DatasetConfig
 from data.tensors import BatchAugmentation, Split, Splits
-from runners.config_schema import Augmentation, DatasetConfig
 
 
 def normalize_splits(splits: Splits, mean: Sequence[float], std: Sequence[float]) -> Splits:

@@ -17,8 +17,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from data.errors import DataUnavailableError
+from data.schema import DatasetConfig
 from data.sources import SOURCES, load_splits
-from runners.config_schema import DatasetConfig
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "dataset"
 

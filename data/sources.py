@@ -15,10 +15,10 @@ from pathlib import Path
 from data.augment import normalize_splits
 from data.cifar import load_cifar10, load_cifar100
 from data.matlab_sources import load_curves, load_faces
+from data.schema import DatasetConfig
 from data.synthetic import make_synthetic
 from data.tensors import Splits
 from data.torchvision_sources import load_fashion_mnist, load_mnist
-from runners.config_schema import DatasetConfig
 
 DEFAULT_SYNTHETIC_SIZES = (512, 256)
 

@@ -1,8 +1,9 @@
 """Typed schemas for the Hydra config tree, registered in Hydra's ConfigStore.
 
 Every group whose keys are fixed by the harness (trainer, dataset, logger, paths and the top
-level) is a dataclass here, so a misspelt key or a value of the wrong type, in a YAML file or
-on the command line, fails at composition time with Hydra's own message, before anything runs.
+level) is a dataclass, here or, for the dataset, with the data (data.schema), so a misspelt
+key or a value of the wrong type, in a YAML file or on the command line, fails at composition
+time with Hydra's own message, before anything runs.
 
 The optimizer and model groups are open: their keys are the constructor arguments of the
 `_target_` class, so any torch.optim optimizer runs from a config file alone. Those keys are
@@ -18,6 +19,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from data.schema import Augmentation, DatasetConfig, NormalizationConfig
 from models.task import LikelihoodName, Task
 
 __all__ = [
@@ -69,47 +71,13 @@ class TrainerConfig:
     # get this many batches before step 0; null means one full pass over the training set.
     warm_start_batches: int | None = None
     force: bool = False  # rerun a run whose record says completed or diverged
-
-
-class Augmentation(str, Enum):
-    """Random transforms of training batches (data.augment), applied on the training device."""
-
-    crop_flip = "crop_flip"  # RandomCrop(H x W, padding=crop_padding) + horizontal flip (1/2)
-
-
-@dataclass
-class NormalizationConfig:
-    """Per-channel (x - mean) / std, applied to both splits at load time."""
-
-    mean: list[float] = MISSING
-    std: list[float] = MISSING
-
-
-@dataclass
-class DatasetConfig:
-    """A data set: where it comes from and which problems it can pose.
-
-    The model builder reads `input_shape` and `num_classes`, so a model is never configured
-    twice. A classifier needs `num_classes`; an autoencoder needs a
-    `reconstruction_likelihood`; a pairing the data set cannot serve is refused at start-up.
-    """
-
-    source: str = MISSING  # a key of data.sources.SOURCES
-    input_shape: list[int] = field(default_factory=lambda: [1, 28, 28])
-    num_classes: int | None = None  # null: the data set has no labels
-    reconstruction_likelihood: LikelihoodName | None = None  # null: no autoencoders
-    # Use the first train_size / test_size examples (all when null). For `synthetic` these
-    # are the sizes generated.
-    train_size: int | None = None
-    test_size: int | None = None
-    seed: int = 0  # synthetic data only: the data are fixed by this seed, not the run seed
-    download: bool = True  # allow downloading when the files are missing
-    # A file to read instead of <data_dir>/<folder>/<file> (sources read from one file:
-    # faces, curves); null: the default location.
-    local_path: str | None = None
-    normalization: NormalizationConfig | None = None  # null: inputs as loaded
-    augmentation: Augmentation | None = None  # null: training batches as stored
-    crop_padding: int = 4  # for augmentation=crop_flip
+    # How the process behaves, not what it computes (neither is part of a run's identity):
+    # a progress bar on stderr; null shows it when stderr is a terminal, so logs stay clean.
+    progress_bar: bool | None = None
+    # A run directory is locked while its run trains. Another process that finds it locked
+    # (the same command twice, a requeued job while the old one still writes its
+    # checkpoint) waits this many seconds for it, then leaves the run alone with a message.
+    lock_wait_s: float = 60.0
 
 
 @dataclass

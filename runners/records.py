@@ -2,8 +2,8 @@
 
     config.yaml       the resolved config
     metrics.jsonl     one JSON object per log call (non-finite numbers as NaN / Infinity)
-    summary.json      status (running / completed / diverged / failed), final and best
-                      metrics, time totals
+    summary.json      status (contract.records.STATUSES), final and best metrics, time
+                      totals
     environment.json  torch, CUDA, device, CPU threads, git commit
     checkpoint.pt     what a resumed run restores (runners.checkpoint)
 
@@ -19,8 +19,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-RUNNING, COMPLETED, DIVERGED, FAILED = "running", "completed", "diverged", "failed"
-FINAL_STATUSES = (COMPLETED, DIVERGED)  # a rerun skips these unless trainer.force=true
+from contract.records import (
+    CONFIG_FILE,
+    ENVIRONMENT_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    parse_metric_lines,
+)
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -34,10 +39,10 @@ class RunRecords:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path = self.run_dir / "config.yaml"
-        self.metrics_path = self.run_dir / "metrics.jsonl"
-        self.summary_path = self.run_dir / "summary.json"
-        self.environment_path = self.run_dir / "environment.json"
+        self.config_path = self.run_dir / CONFIG_FILE
+        self.metrics_path = self.run_dir / METRICS_FILE
+        self.summary_path = self.run_dir / SUMMARY_FILE
+        self.environment_path = self.run_dir / ENVIRONMENT_FILE
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
 
     def read_summary(self) -> dict[str, Any] | None:
@@ -62,7 +67,7 @@ class RunRecords:
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.is_file():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line]
+        return parse_metric_lines(self.metrics_path.read_text()).records
 
     def truncate_metrics(self, lines: int) -> None:
         """Keep the first `lines` records: those logged before the checkpoint being resumed."""

@@ -17,10 +17,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from contract.records import FAILED, FINAL_STATUSES
 from runners.build import UserInputError, build_run, parameter_count
 from runners.checkpoint import load_checkpoint
 from runners.environment import collect_environment
-from runners.records import FAILED, FINAL_STATUSES, RunRecords
+from runners.records import RunRecords
 from runners.trainer import Trainer
 from runners.wandb_sink import WandbSink
 

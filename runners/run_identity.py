@@ -1,8 +1,9 @@
 """A run's identity: which directory it records into, its W&B id and its W&B group.
 
 A run is identified by what decides its result: the resolved config without the settings that
-only say where things go or how they are reported (the logger, the paths, `trainer.force`,
-the checkpoint cadence, the file a data set is read from). Rerunning a command therefore
+only say where things go or how they are reported (contract.records.NOT_IDENTITY_NODES and
+NOT_IDENTITY_KEYS: the logger, the paths, `trainer.force`, the checkpoint cadence, the file a
+data set is read from, ...). Rerunning a command therefore
 finds its own directory again, which is how a killed run resumes and a completed one is
 skipped, on one machine or on a cluster.
 
@@ -18,12 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-# Top-level nodes that do not change what a run computes.
-NOT_IDENTITY_NODES = ("hydra", "logger", "paths")
-# trainer keys that do not change what a run computes.
-NOT_IDENTITY_TRAINER_KEYS = ("force", "checkpoint_every_epochs")
-# dataset keys that say where the data are read from, not what they are.
-NOT_IDENTITY_DATASET_KEYS = ("local_path",)
+from contract.records import NOT_IDENTITY_KEYS, NOT_IDENTITY_NODES
 
 DEFAULT_EXPERIMENT = "default"
 ID_LENGTH = 10
@@ -38,14 +34,11 @@ def identity_dict(cfg: DictConfig) -> dict[str, Any]:
         for key in cfg
         if key not in NOT_IDENTITY_NODES
     }
-    for node, keys in (
-        ("trainer", NOT_IDENTITY_TRAINER_KEYS),
-        ("dataset", NOT_IDENTITY_DATASET_KEYS),
-    ):
+    for dotted in NOT_IDENTITY_KEYS:
+        node, key = dotted.split(".", 1)
         values = plain.get(node)
         if isinstance(values, dict):
-            for key in keys:
-                values.pop(key, None)
+            values.pop(key, None)
     return plain
 
 

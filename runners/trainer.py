@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from contract.records import COMPLETED, DIVERGED, RUNNING
 from optimizers.phases import PHASES, phase
 from runners.build import BuiltRun
 from runners.checkpoint import random_states, restore_random_states, save_checkpoint
@@ -40,7 +41,7 @@ from runners.closure import StepClosure
 from runners.config_schema import TrainerConfig
 from runners.evaluate import evaluate
 from runners.memory import optimizer_state_bytes, peak_memory_bytes, reset_peak_memory
-from runners.records import COMPLETED, DIVERGED, RUNNING, RunRecords
+from runners.records import RunRecords
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The analysis package reads run records only: importing every module of it loads no
-training code, not even torch (architecture.md: analysis never imports runners/ or
-optimizers/)."""
+training code, not even torch (analysis never imports runners/, optimizers/, models/ or data/;
+tests/test_import_direction.py checks the imports of every package)."""
 
 from __future__ import annotations
 

@@ -23,7 +23,9 @@ def test_report_page_links_every_figure_and_table(tmp_path: Path, capsys) -> Non
     page = (out / "report.md").read_text()
     assert page.startswith(f"# Sweep report: {runs}")
     diverged = sum(run.status == "diverged" for run in RUNS)
-    counts = f"{len(RUNS) - diverged} completed, {diverged} diverged, 1 failed, 0 running"
+    counts = (
+        f"{len(RUNS) - diverged} completed, {diverged} diverged, 1 failed, 0 interrupted, 0 running"
+    )
     assert f"Runs: {len(RUNS) + 1} ({counts})." in page
     assert "Invalid damping value: -1.0" in page  # the failed run, listed with its error
     assert "Rule: **lowest training loss" in page and "`optimizer.lr` ∈ {0.1, 0.3}" in page
@@ -56,6 +58,6 @@ def test_report_of_a_sweep_where_every_run_failed(tmp_path: Path) -> None:
     out = tmp_path / "report"
     assert main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--format", "png"]) == 0
     page = (out / "report.md").read_text()
-    assert "Runs: 2 (0 completed, 0 diverged, 2 failed, 0 running)." in page
+    assert "Runs: 2 (0 completed, 0 diverged, 2 failed, 0 interrupted, 0 running)." in page
     assert "- missing: demo: KFAC: no setting completed" in page
     assert "### sensitivity\n\nNot drawn: no (problem, method) with more than one setting" in page

@@ -9,8 +9,8 @@ from omegaconf import OmegaConf
 from torchvision.transforms.v2 import functional as TF
 
 from data.augment import RandomCropFlip, make_augmentation, normalize_splits
+from data.schema import DatasetConfig
 from data.tensors import Split, Splits
-from runners.config_schema import DatasetConfig
 
 MEAN = [0.4914, 0.4822, 0.4465]
 STD = [0.2023, 0.1994, 0.2010]

@@ -24,9 +24,9 @@ from data import matlab_sources
 from data.cifar import load_cifar10, load_cifar100
 from data.errors import DataUnavailableError
 from data.matlab_sources import faces_split_sizes, load_curves, load_faces
+from data.schema import DatasetConfig
 from data.sources import load_splits
 from data.tensors import Splits
-from runners.config_schema import DatasetConfig
 from tests.conftest import CONF_DIR
 
 RNG = np.random.default_rng(0)

@@ -12,11 +12,11 @@ from omegaconf import OmegaConf
 from torchvision import datasets
 
 from data.errors import DataUnavailableError
+from data.schema import DatasetConfig
 from data.sources import load_splits
 from data.synthetic import make_synthetic
 from data.tensors import ShuffledBatches
 from data.torchvision_sources import load_idx_dataset
-from runners.config_schema import DatasetConfig
 from tests.data.idx_files import write_idx_data_set
 
 SIZES = {"train": 20, "test": 7}
