@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import shlex
 import statistics
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from runners.environment import collect_environment, flush_denormals
 
 ALL_OPTIMIZERS = ("sgd", "adam", "kfac", "shampoo", "tnt", "kbfgs", "kbfgs_l", "tengrad")
 SCHEDULES = {"paper": None, "every-step": (1, 1)}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,9 +108,25 @@ def benchmark(settings: BenchSettings) -> BenchResult:
     result = BenchResult(settings, environment=collect_environment(resolve_device(settings.device)))
     for problem in settings.problems:
         schedule = settings.schedule or problem.schedule
+        # a problem can take minutes (VGG16-BN's KFAC refresh alone ~13 s on a 2-core CPU):
+        # say what runs, so that a long benchmark is never silent
+        log.info(
+            "benchmark problem %s (%s, schedule %d/%d): %s",
+            problem.name,
+            problem.describe(),
+            *schedule,
+            ",".join(settings.optimizers),
+        )
+        start = time.perf_counter()
         torch.manual_seed(0)
         result.tables[problem.name] = measure_problem(problem, settings, schedule)
         result.schedules[problem.name] = schedule
+        log.info(
+            "benchmark problem %s done in %.1f s (%s)",
+            problem.name,
+            time.perf_counter() - start,
+            ",".join(settings.optimizers),
+        )
     if settings.overhead and settings.problems:
         result.overhead = harness_overhead(
             settings.problems[0], settings.device, settings.overhead_rounds
@@ -191,6 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         choices = ", ".join(accepted)
         parser.error(f"unknown optimizer(s) {', '.join(unknown)}; choose from {choices}")
+    # the progress of each problem (benchmark's log), unless the caller configured logging
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     problems = tuple(

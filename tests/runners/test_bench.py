@@ -2,11 +2,13 @@
 timed as a kind really is of that kind, the weighted means, and an end-to-end run on a small
 autoencoder (every optimizer builds from its YAML, the table has the ratio to SGD-m, the
 per-phase breakdown, memory; the markdown page, CSV and figure are written; the harness
-overhead is measured), the command line's help and its check of optimizer names. Timings
-themselves are not asserted: the benchmark is not a test."""
+overhead is measured), the command line's help and its check of optimizer names, and the log
+of each problem's start and end. Timings themselves are not asserted: the benchmark is not a
+test."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -158,3 +160,18 @@ def test_an_unknown_optimizer_is_refused_with_the_names_it_accepts(
         main(["--optimizers", "sgd,kfca"])
     error = capsys.readouterr().err
     assert "unknown optimizer(s) kfca" in error and "kfac" in error
+
+
+def test_each_problem_is_logged_when_it_starts_and_ends(caplog: pytest.LogCaptureFixture) -> None:
+    settings = BenchSettings(
+        problems=(TINY,), optimizers=("sgd", "tnt"), rounds=1, warmup_steps=1, overhead=False
+    )
+    with caplog.at_level(logging.INFO, logger="runners.bench.run"):
+        benchmark(settings)
+    messages = [
+        record.getMessage() for record in caplog.records if record.name == "runners.bench.run"
+    ]
+    assert len(messages) == 2, messages
+    start, end = messages
+    assert "tiny_ae" in start and "sgd,tnt" in start and "schedule 2/4" in start
+    assert re.search(r"tiny_ae done in \d+\.\d s", end) and "sgd,tnt" in end
