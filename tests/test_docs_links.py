@@ -71,10 +71,10 @@ def relative_links(markdown: str) -> list[str]:
 
 def test_the_link_check_finds_relative_links_outside_code() -> None:
     text = (
-        '[a](docs/a.md) ![b](docs/images/b.png "title") [c](https://x.org/c.md) [d](#d)\n'
+        '[a](notes/a.md) ![b](docs/images/b.png "title") [c](https://x.org/c.md) [d](#d)\n'
         "`[e](e.md)`\n```\n[f](f.md)\n```\n[g](../g.md#part)\n"
     )
-    assert relative_links(text) == ["docs/a.md", "docs/images/b.png", "../g.md"]
+    assert relative_links(text) == ["notes/a.md", "docs/images/b.png", "../g.md"]
 
 
 @pytest.mark.parametrize("markdown", markdown_files())
