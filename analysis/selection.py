@@ -1,4 +1,5 @@
-"""Best setting per (problem, method) from a sweep, by the papers' rules (problems.md).
+"""Best setting per (problem, method) from a sweep, by the papers' rules (docs/problems.md,
+"Measurement conventions of the papers").
 
 A setting is a W&B group: the config without the seed. The grid of a (problem, method) is
 the config keys whose values differ between its settings, leaving out where things go

@@ -10,8 +10,8 @@ papers' convention:
 
 `sample(outputs)` draws targets from the model's own predictive distribution, one per example
 (Categorical(softmax z), Bernoulli(sigmoid z), Normal(z, I)). Backpropagating the loss at those
-targets gives the sampled-Fisher gradients of optimizers.md; the draw uses torch's global
-random state, which run checkpoints save and restore.
+targets gives the sampled-Fisher gradients (docs/optimizers.md, "The sampled ("true") Fisher");
+the draw uses torch's global random state, which run checkpoints save and restore.
 """
 
 from __future__ import annotations

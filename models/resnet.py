@@ -11,8 +11,8 @@ the shortcut is He et al.'s option A: subsample by 2 and zero-pad the new channe
 shortcut has no parameters (the reference code's "PaddingShortcutDownsampleOnly"); elsewhere
 it is the identity.
 
-Initialisation (problems.md: "as in the reference code"): kaiming_normal_ (fan_in, ReLU gain)
-on every conv weight; BN weight 1, bias 0 (PyTorch's default).
+Initialisation (docs/problems.md, "Initialisation": as in the reference code): kaiming_normal_
+(fan_in, ReLU gain) on every conv weight; BN weight 1, bias 0 (PyTorch's default).
 Note: the TNT reference code's "kaiming_normal" initialisation also draws the final Linear
 weight with kaiming_normal_ (its bias keeps PyTorch's default), as akamaster's
 pytorch_resnet_cifar10 does; we do the same.

@@ -7,9 +7,10 @@
               VGG16-BN of the TNT paper: 512 -> 4096 -> 4096 -> 100, no dropout, no adaptive
               average pool (the reference code's "vgg16-NoAdaptiveAvgPoolNoDropout-BN")
 
-Initialisation (problems.md, the reference code's "normal", from chengyangfu's
-pytorch-vgg-cifar10): conv weights ~ N(0, sqrt(2 / (k * k * out_channels))), conv biases 0;
-Linear layers keep PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)); BN weight 1, bias 0.
+Initialisation (docs/problems.md, "Initialisation": the reference code's "normal", from
+chengyangfu's pytorch-vgg-cifar10): conv weights ~ N(0, sqrt(2 / (k * k * out_channels))), conv
+biases 0; Linear layers keep PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)); BN weight 1,
+bias 0.
 """
 
 from __future__ import annotations

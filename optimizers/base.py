@@ -1,5 +1,5 @@
-"""What every curvature method of this project shares (optimizers.md, "Conventions shared by
-every method"): the schedule, the warm start, momentum, weight decay and the update.
+"""What every curvature method of this project shares (docs/optimizers.md, "Conventions
+shared by every method"): the schedule, the warm start, momentum, weight decay and the update.
 
 A method subclasses `CurvatureOptimizer` and supplies three things, kept apart as in
 facebookresearch/optimizers' PreconditionerList and ASDL's gradient makers:

@@ -1,6 +1,7 @@
 """Damped inverses and inverse roots of symmetric positive semi-definite matrices.
 
-Pure functions, shared by every curvature method. Numerical safety, as optimizers.md asks:
+Pure functions, shared by every curvature method. Numerical safety (docs/optimizers.md,
+"Numerical safety"):
 
 1. compute in the matrix's own precision (float32 in training);
 2. if that fails (Cholesky breakdown, a non-converging eigensolver, a non-finite result),

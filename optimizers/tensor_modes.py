@@ -1,8 +1,8 @@
 """A parameter tensor as an order-k tensor with one preconditioner per mode (Shampoo, TNT).
 
-Reshaping rules (optimizers.md): vectors k = 1; linear weights (out, in), k = 2; conv weights
-(out, in, kh, kw) as (out, in, kh*kw), k = 3, or as (out, in*kh*kw), k = 2, with
-`conv_reshape: matrix`; scalars as vectors of length 1; other shapes as they are.
+Reshaping rules (docs/optimizers.md, "Shampoo"): vectors k = 1; linear weights (out, in),
+k = 2; conv weights (out, in, kh, kw) as (out, in, kh*kw), k = 3, or as (out, in*kh*kw),
+k = 2, with `conv_reshape: matrix`; scalars as vectors of length 1; other shapes as they are.
 
 For a tensor G of shape (n_1, ..., n_k):
     unfolding(G, i)       the mode-i unfolding G_(i), shape (n_i, prod_{j != i} n_j)

@@ -1,5 +1,5 @@
-"""The papers' curve figures (problems.md, "Figures and tables to reproduce"), by name, and
-the overview of whatever a sweep holds."""
+"""The papers' curve figures (docs/problems.md, "Figures and tables to reproduce"), by name,
+and the overview of whatever a sweep holds."""
 
 from __future__ import annotations
 

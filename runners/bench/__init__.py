@@ -22,7 +22,9 @@ the runner's time per step against a bare PyTorch loop (runners.bench.overhead).
 
 Output: a markdown table per problem on stdout and in DIR/bench.md (with the command and
 the environment), DIR/bench.csv, and DIR/phases.png, a stacked bar chart of the per-phase
-cost of each optimizer relative to SGD-m.
+cost of each optimizer relative to SGD-m. `--optimizers` takes the names of conf/optimizer/
+(`--help` lists them). The start and the end of each problem, with its seconds, are logged
+(INFO, logger runners.bench.run, on stderr), so a long benchmark is never silent.
 """
 
 from runners.bench.run import BenchSettings, benchmark, main

@@ -22,6 +22,12 @@ from runners.run_identity import register_resolvers
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
+def optimizer_names() -> tuple[str, ...]:
+    """The optimizers a benchmark can build: one per conf/optimizer/<name>.yaml, the same
+    names as `optimizer=<name>` of a training run."""
+    return tuple(sorted(path.stem for path in (Path(CONF_DIR) / "optimizer").glob("*.yaml")))
+
+
 @dataclass(frozen=True)
 class BenchProblem:
     name: str

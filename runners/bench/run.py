@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import shlex
 import statistics
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pandas as pd
 import torch
 
 from runners.bench.overhead import BASELINE, Overhead, harness_overhead
-from runners.bench.problems import PROBLEMS, BenchProblem, build
+from runners.bench.problems import PROBLEMS, BenchProblem, build, optimizer_names
 from runners.bench.report import phases_figure, write_markdown
 from runners.bench.timing import TIMED_PHASES, Contender
 from runners.build import resolve_device
@@ -22,6 +24,8 @@ from runners.environment import collect_environment, flush_denormals
 
 ALL_OPTIMIZERS = ("sgd", "adam", "kfac", "shampoo", "tnt", "kbfgs", "kbfgs_l", "tengrad")
 SCHEDULES = {"paper": None, "every-step": (1, 1)}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,9 +108,25 @@ def benchmark(settings: BenchSettings) -> BenchResult:
     result = BenchResult(settings, environment=collect_environment(resolve_device(settings.device)))
     for problem in settings.problems:
         schedule = settings.schedule or problem.schedule
+        # a problem can take minutes (VGG16-BN's KFAC refresh alone ~13 s on a 2-core CPU):
+        # say what runs, so that a long benchmark is never silent
+        log.info(
+            "benchmark problem %s (%s, schedule %d/%d): %s",
+            problem.name,
+            problem.describe(),
+            *schedule,
+            ",".join(settings.optimizers),
+        )
+        start = time.perf_counter()
         torch.manual_seed(0)
         result.tables[problem.name] = measure_problem(problem, settings, schedule)
         result.schedules[problem.name] = schedule
+        log.info(
+            "benchmark problem %s done in %.1f s (%s)",
+            problem.name,
+            time.perf_counter() - start,
+            ",".join(settings.optimizers),
+        )
     if settings.overhead and settings.problems:
         result.overhead = harness_overhead(
             settings.problems[0], settings.device, settings.overhead_rounds
@@ -126,6 +146,11 @@ def parse_schedule(text: str) -> tuple[int, int] | None:
     return curvature_every, inverse_every
 
 
+def _schedules() -> dict[str, tuple[int, int]]:
+    """Each problem's paper schedule (curvature_every, inverse_every)."""
+    return {name: problem.schedule for name, problem in PROBLEMS.items()}
+
+
 def key_value(text: str) -> tuple[str, str]:
     key, separator, value = text.partition("=")
     if not separator or not key:
@@ -140,12 +165,27 @@ def names(text: str) -> tuple[str, ...]:
 def main(argv: list[str] | None = None) -> None:
     flush_denormals()  # as the runner does (runners.environment), before any parallel work
     defaults = BenchSettings()
+    paper_schedules = ", ".join(f"{name} {t1}/{t2}" for name, (t1, t2) in _schedules().items())
     parser = argparse.ArgumentParser(
         prog="python -m runners.bench", description="Cost benchmark of every optimizer."
     )
     parser.add_argument("--problems", type=names, default=tuple(PROBLEMS), help=", ".join(PROBLEMS))
-    parser.add_argument("--optimizers", type=names, default=defaults.optimizers)
-    parser.add_argument("--schedule", type=parse_schedule, default=None, help="paper (default)")
+    parser.add_argument(
+        "--optimizers",
+        type=names,
+        default=defaults.optimizers,
+        help=f"comma-separated names of conf/optimizer/: {', '.join(optimizer_names())} "
+        f"(default: {','.join(defaults.optimizers)}; SGD-m is always measured, as the baseline "
+        "of the ratios)",
+    )
+    parser.add_argument(
+        "--schedule",
+        type=parse_schedule,
+        default=None,
+        metavar="{paper,every-step,T1/T2}",
+        help=f"paper: each problem's ({paper_schedules}; the default); every-step: 1/1; "
+        "T1/T2: curvature_every/inverse_every for every optimizer, e.g. 10/100",
+    )
     parser.add_argument("--rounds", type=int, default=None, help="default: each problem's")
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     parser.add_argument("--batch-size", type=int, default=None, help="override every problem's")
@@ -166,6 +206,13 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [name for name in args.problems if name not in PROBLEMS]
     if unknown:
         parser.error(f"unknown problem(s) {', '.join(unknown)}; choose from {', '.join(PROBLEMS)}")
+    accepted = optimizer_names()
+    unknown = [name for name in args.optimizers if name not in accepted]
+    if unknown:
+        choices = ", ".join(accepted)
+        parser.error(f"unknown optimizer(s) {', '.join(unknown)}; choose from {choices}")
+    # the progress of each problem (benchmark's log), unless the caller configured logging
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     problems = tuple(

@@ -1,5 +1,5 @@
 """Every model of conf/model/: its parameter count against an independent count from the
-architecture in problems.md, its layers (plain Linear/Conv2d modules that curvature hooks can
+architecture in docs/problems.md, its layers (plain Linear/Conv2d modules that curvature hooks can
 see), its output shape and its initialisation."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from models.mlp import MLP
 from models.task import Task
 from tests.conftest import CONF_DIR, compose_config
 
-# The spec's architectures (problems.md), written out independently of the model code.
+# The papers' architectures (docs/problems.md), written out independently of the model code.
 AE_LAYERS = {
     "mnist_ae": "784-1000-500-250-30-250-500-1000-784",
     "faces_ae": "625-2000-1000-500-30-500-1000-2000-625",

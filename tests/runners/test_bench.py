@@ -2,10 +2,17 @@
 timed as a kind really is of that kind, the weighted means, and an end-to-end run on a small
 autoencoder (every optimizer builds from its YAML, the table has the ratio to SGD-m, the
 per-phase breakdown, memory; the markdown page, CSV and figure are written; the harness
-overhead is measured). Timings themselves are not asserted: the benchmark is not a test."""
+overhead is measured), the command line's help and its check of optimizer names, and the log
+of each problem's start and end. Timings themselves are not asserted: the benchmark is not a
+test."""
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +24,7 @@ from runners.bench import BenchSettings, benchmark, main
 from runners.bench.problems import PROBLEMS, BenchProblem, build
 from runners.bench.run import ALL_OPTIMIZERS
 from runners.bench.timing import Contender, step_kinds
+from tests.conftest import CONF_DIR, REPO
 
 TINY = BenchProblem(
     "tiny_ae", "mnist_ae", "synthetic", 8, (2, 4), overrides=("model.encoder_sizes=[16,8]",)
@@ -126,3 +134,44 @@ def test_the_command_line_writes_the_page_the_csv_and_the_figure(
     csv = pd.read_csv(tmp_path / "bench.csv")
     assert list(csv["optimizer"]) == ["sgd", "diagonal"]
     assert (tmp_path / "bench.md").read_text() in out
+
+
+def test_the_help_lists_the_optimizers_and_the_schedule_forms() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runners.bench", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    words = set(re.findall(r"[\w-]+", result.stdout))
+    configs = {path.stem for path in (CONF_DIR / "optimizer").glob("*.yaml")}
+    assert {"kfac", "tnt", "kbfgs_l", "tengrad", "diagonal"} <= configs  # the glob saw them
+    assert configs <= words, configs - words
+    for form in ("paper", "every-step", "T1/T2"):
+        assert form in result.stdout, form
+
+
+def test_an_unknown_optimizer_is_refused_with_the_names_it_accepts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--optimizers", "sgd,kfca"])
+    error = capsys.readouterr().err
+    assert "unknown optimizer(s) kfca" in error and "kfac" in error
+
+
+def test_each_problem_is_logged_when_it_starts_and_ends(caplog: pytest.LogCaptureFixture) -> None:
+    settings = BenchSettings(
+        problems=(TINY,), optimizers=("sgd", "tnt"), rounds=1, warmup_steps=1, overhead=False
+    )
+    with caplog.at_level(logging.INFO, logger="runners.bench.run"):
+        benchmark(settings)
+    messages = [
+        record.getMessage() for record in caplog.records if record.name == "runners.bench.run"
+    ]
+    assert len(messages) == 2, messages
+    start, end = messages
+    assert "tiny_ae" in start and "sgd,tnt" in start and "schedule 2/4" in start
+    assert re.search(r"tiny_ae done in \d+\.\d s", end) and "sgd,tnt" in end

@@ -1,4 +1,4 @@
-"""The papers' experiments (conf/experiment/): what each pins against problems.md, each
+"""The papers' experiments (conf/experiment/): what each pins against docs/problems.md, each
 optimizer's own settings and budget, the scale knob, and a real smoke run of every experiment
 (on Fashion-MNIST or a synthetic twin of its data set)."""
 
@@ -14,7 +14,7 @@ from runners.build import UserInputError, build_run
 from tests.conftest import CONF_DIR, compose_config, read_metrics, read_summary, run_dirs, run_train
 
 # experiment -> model, data set, batch size, max_epochs, max_time_s, LR decay epochs
-# (problems.md; FACES/CURVES budgets of the K-BFGS paper and all TENGraD values are the
+# (docs/problems.md; FACES/CURVES budgets of the K-BFGS paper and all TENGraD values are the
 # documented defaults of the experiment files).
 PROBLEMS = {
     "tnt_mnist_ae": ("mnist_ae", "mnist", 1000, None, 500, []),
