@@ -78,6 +78,23 @@ def is_identity_key(dotted: str) -> bool:
     return node not in NOT_IDENTITY_NODES and dotted not in NOT_IDENTITY_KEYS
 
 
+# ------------------------------------------------------------------------------ machine load
+# summary.json's "machine_load": the 1-minute load average (os.getloadavg) sampled at the start
+# and at every evaluation of the run, and the machine's core count. The run's own threads
+# count in it, so a machine busy with this run alone sits near its core count; above it,
+# other processes took turns on the cores, and the run's timings (and ratios between runs)
+# are not to be trusted.
+MACHINE_LOAD = "machine_load"
+LOAD_KEYS = ("cpu_count", "load_1min_mean", "load_1min_max", "samples")
+
+
+def overloaded(load: dict | None) -> bool:
+    """Whether the machine was busier than its cores on average during the run."""
+    if not load or not load.get("cpu_count") or load.get("load_1min_mean") is None:
+        return False
+    return float(load["load_1min_mean"]) > float(load["cpu_count"])
+
+
 # ---------------------------------------------------------------------------------- baseline
 BASELINE_OPTIMIZER = "sgd"  # ratios of time per step are taken to SGD with momentum
 

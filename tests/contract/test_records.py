@@ -9,7 +9,7 @@ import pandas as pd
 
 from analysis.selection import grid_columns
 from analysis.sweep import build_sweep, run_row
-from contract.records import NOT_IDENTITY_KEYS, is_identity_key, parse_metric_lines
+from contract.records import NOT_IDENTITY_KEYS, is_identity_key, overloaded, parse_metric_lines
 from runners.run_identity import run_id
 from tests.conftest import QUICK, compose_config
 
@@ -68,3 +68,9 @@ OTHER_VALUES = {
 
 def test_every_key_left_out_is_exercised() -> None:
     assert set(OTHER_VALUES) == set(NOT_IDENTITY_KEYS)
+
+
+def test_overloaded_means_busier_than_the_cores_on_average() -> None:
+    assert overloaded({"cpu_count": 2, "load_1min_mean": 3.5, "load_1min_max": 4.0})
+    assert not overloaded({"cpu_count": 2, "load_1min_mean": 1.9, "load_1min_max": 3.0})
+    assert not overloaded(None) and not overloaded({})  # records written before it was kept
