@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from contract.records import MACHINE_LOAD
+
 
 def write_run(
     root: Path,
@@ -30,11 +32,16 @@ def write_run(
     dataset: str = "fashion_mnist",
     state_bytes: int = 0,
     dataset_config: dict[str, Any] | None = None,
+    trainer_config: dict[str, Any] | None = None,
+    machine_load: dict[str, Any] | None = None,
 ) -> Path:
     """A run whose evaluation at epoch e has train/full_loss losses[e] (and test/accuracy
     accuracies[e]) at times[e] (default e*seconds_per_epoch) training seconds. Between
     evaluations a step record is logged at each epoch's last step, as the runner does
-    (log_every_steps divides steps_per_epoch). A NaN loss ends a diverged run there."""
+    (log_every_steps divides steps_per_epoch). A NaN loss ends a diverged run there.
+    `trainer_config` adds to the trainer's config (e.g. max_epochs: another budget is another
+    setting). `machine_load` is summary.json's machine_load section (contract.records
+    LOAD_KEYS); without it the summary has none, as those of runs before the section."""
     run_dir = root / experiment / run_id
     run_dir.mkdir(parents=True)
     times = (
@@ -82,7 +89,8 @@ def write_run(
         "run_id": run_id,
         # the setting: everything but the seed
         "group": f"{experiment}-{optimizer}-{json.dumps(optimizer_settings, sort_keys=True)}"
-        + (f"-{json.dumps(dataset_config, sort_keys=True)}" if dataset_config else ""),
+        + (f"-{json.dumps(dataset_config, sort_keys=True)}" if dataset_config else "")
+        + (f"-{json.dumps(trainer_config, sort_keys=True)}" if trainer_config else ""),
         "experiment": experiment,
         "optimizer": optimizer,
         "model": model,
@@ -100,17 +108,30 @@ def write_run(
             "per_step_s": records[-1]["time/train_s"] / steps if steps else None,
         },
     }
+    if machine_load is not None:
+        summary[MACHINE_LOAD] = machine_load
     (run_dir / "summary.json").write_text(json.dumps(summary))
     config = {
         "seed": seed,
         "optimizer": {"_target_": f"x.{optimizer}", **optimizer_settings},
-        "trainer": {"batch_size": 1000, "lr_decay_epochs": [40, 80]},
+        "trainer": {"batch_size": 1000, "lr_decay_epochs": [40, 80], **(trainer_config or {})},
         "paths": {"runs_dir": str(root)},
     }
     if dataset_config is not None:
         config["dataset"] = dataset_config
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     return run_dir
+
+
+def machine_load_section(cpu_count: int = 2, mean: float = 1.2, peak: float | None = None) -> dict:
+    """A machine_load section: by default a machine busy with the run alone (mean below the
+    cores); a mean above cpu_count is an overloaded machine."""
+    return {
+        "cpu_count": cpu_count,
+        "load_1min_mean": mean,
+        "load_1min_max": mean + 0.5 if peak is None else peak,
+        "samples": 11,
+    }
 
 
 def write_failed_run(
