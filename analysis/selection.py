@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.style import display_name, ordered
+from analysis.sweep import config_text
 from contract.records import ENDED_BADLY, STATUSES, UNFINISHED, is_identity_key
 
 
@@ -110,7 +111,10 @@ def _setting_text(row: pd.Series, grid: list[str]) -> str:
     shown = ([LEARNING_RATE] if LEARNING_RATE in row.index else []) + [
         column for column in grid if column != LEARNING_RATE
     ]
-    return ", ".join(f"{short(column)}={row[column]}" for column in shown) or "(single setting)"
+    return (
+        ", ".join(f"{short(column)}={config_text(row[column])}" for column in shown)
+        or "(single setting)"
+    )
 
 
 def _settings_of(runs: pd.DataFrame, rule: Rule) -> tuple[pd.DataFrame, dict[str, list]]:
@@ -177,7 +181,8 @@ def selection_markdown(selection: Selection) -> str:
             if grid_problem != problem:
                 continue
             text = "; ".join(
-                f"`{key}` ∈ {{{', '.join(map(str, values))}}}" for key, values in grid.items()
+                f"`{key}` ∈ {{{', '.join(map(config_text, values))}}}"
+                for key, values in grid.items()
             )
             lines.append(f"- {display_name(method)}: {text or 'one setting (no grid)'}")
         table = selection.settings[selection.settings["problem"] == problem]

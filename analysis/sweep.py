@@ -109,7 +109,7 @@ def _problems(runs: pd.DataFrame) -> pd.Series:
     if config_columns:
         described &= runs[config_columns].notna().any(axis=1)
     for experiment, members in runs[described].groupby("experiment"):
-        texts = members[keys].map(_text)
+        texts = members[keys].map(config_text)
         differing = [key for key in keys if texts[key].nunique() > 1]
         if not differing:
             continue
@@ -123,7 +123,7 @@ def _problems(runs: pd.DataFrame) -> pd.Series:
     return problems
 
 
-def _text(value: Any) -> str:
+def config_text(value: Any) -> str:
     """A config value as YAML writes it (pandas turns null into NaN and 64 into 64.0)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "null"

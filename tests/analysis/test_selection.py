@@ -91,3 +91,17 @@ def test_markdown_shows_rule_grid_and_scores(runs: pd.DataFrame) -> None:
     chosen_rows = [line for line in text.splitlines() if "**best**" in line]
     assert len(chosen_rows) == 6
     assert any("optimizer.lr=0.3" in line and "42.5" in line for line in chosen_rows)
+
+
+def test_setting_texts_write_integers_as_the_config_does(tmp_path: Path) -> None:
+    # SGD-m's runs have no trainer.max_epochs, so pandas holds Adam's 1 and 2 as 1.0 and 2.0
+    write_run(tmp_path, "s0", "sgd", 0, [100, 60], 1.0)
+    write_run(tmp_path, "a0", "adam", 0, [100, 40], 1.0, trainer_config={"max_epochs": 2})
+    write_run(tmp_path, "a1", "adam", 0, [100, 50], 1.0, trainer_config={"max_epochs": 1})
+    selection = select(load(tmp_path).runs)
+    adam = selection.settings[selection.settings["method"] == "adam"]
+    assert sorted(adam["setting"]) == [
+        "optimizer.lr=0.1, trainer.max_epochs=1",
+        "optimizer.lr=0.1, trainer.max_epochs=2",
+    ]
+    assert "- Adam: `trainer.max_epochs` ∈ {1, 2}" in selection_markdown(selection)
