@@ -9,6 +9,7 @@ never imports training code (runners/, optimizers/) nor torch.
     targets.py       epochs and time to a target (inf when missed)
     profiles.py      Dolan-Moré performance profiles
     results.py       the chosen settings' runs and their times to target, for all outputs
+    machine_load.py  runs whose machine was overloaded (their times are not to be trusted)
     tables.py        cost, results and profile tables (markdown, CSV); python -m analysis.tables
     figures/         named figures; python -m analysis.figures <name|all>
     report.py        one markdown page with every figure and table; python -m analysis.report

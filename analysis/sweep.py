@@ -2,9 +2,10 @@
 
 A `Sweep` holds two frames:
 - `runs`: one row per run: identity (run_id, group, experiment, optimizer, model, dataset,
-  seed), `status` (running / completed / diverged / failed), `problem`, `method`, counts
+  seed), `status` (contract.records.STATUSES), `problem`, `method`, counts
   (epochs, steps, steps_per_epoch, diverged_at_step, parameters), `final.*` and `best.*`
-  metrics, `time.*` totals and the flattened resolved config as `config.<key>` columns;
+  metrics, `time.*` totals, `machine_load.*` (the machine's cores and load average during the
+  run, when the summary has them) and the flattened resolved config as `config.<key>` columns;
 - `metrics`: one row per (run, logged step): the logged metrics (records of one step, e.g. the
   step record and the evaluation record, merged into one row as W&B does), `test/error` and
   `train/error` (1 - accuracy) for classifiers, and the run's identity, status, problem,
@@ -30,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.style import METHOD_VARIANTS
-from contract.records import STATUSES, is_identity_key
+from contract.records import MACHINE_LOAD, STATUSES, is_identity_key
 
 __all__ = ["STATUSES", "SourceError", "Sweep", "build_sweep", "run_row"]
 
@@ -76,7 +77,9 @@ def run_row(
     row["location"] = location
     for key in (*RUN_COUNT_COLUMNS, "error"):
         row[key] = summary.get(key)
-    for section in ("final", "best", "time"):
+    # machine_load (cpu_count, load_1min_mean, ...): how busy the machine was, which says
+    # whether the run's times can be trusted (analysis.machine_load); older summaries lack it
+    for section in ("final", "best", "time", MACHINE_LOAD):
         row.update(flatten(section, summary.get(section) or {}))
     row.update(flatten("config", config or {}))
     return row

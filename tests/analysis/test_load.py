@@ -10,7 +10,7 @@ import pytest
 
 from analysis.load import load
 from analysis.sweep import SourceError
-from tests.analysis.run_records import write_failed_run, write_run
+from tests.analysis.run_records import machine_load_section, write_failed_run, write_run
 
 
 @pytest.fixture
@@ -142,3 +142,16 @@ def test_smoke_and_full_runs_of_one_experiment_are_different_problems(tmp_path: 
     assert problems["f0"] == problems["f1"] == "tnt_mnist_ae[dataset.train_size=null]"
     assert problems["s0"] == problems["s1"] == "tnt_mnist_ae[dataset.train_size=64]"
     assert problems["x"] == "tnt_mnist_ae"  # no config: it cannot say which one it was
+
+
+def test_machine_load_columns_and_their_absence_in_older_runs(tmp_path: Path) -> None:
+    load_section = machine_load_section(cpu_count=2, mean=2.4, peak=3.1)
+    write_run(tmp_path, "new", "sgd", 0, [100, 80], 1.0, machine_load=load_section)
+    write_run(tmp_path, "old", "sgd", 1, [100, 70], 1.0)  # written before the section existed
+    table = load(tmp_path).runs.set_index("run_id")
+    for key, value in load_section.items():
+        assert table.loc["new", f"machine_load.{key}"] == value
+    assert table.loc["old", ["machine_load.cpu_count", "machine_load.load_1min_mean"]].isna().all()
+    only_old = tmp_path / "old_only"
+    write_run(only_old, "old", "sgd", 1, [100, 70], 1.0)
+    assert not any(column.startswith("machine_load.") for column in load(only_old).runs)
