@@ -42,8 +42,8 @@ TABLE_CAPTIONS = {
     "cost": "Time per step and per epoch (training clock), relative to SGD-m on the same "
     "problem; optimizer state and peak memory at the last evaluation. Medians over the seeds "
     "of the chosen setting.",
-    "results": "Chosen setting, seeds per status, best training loss and best test accuracy "
-    "(median over completed seeds), and epochs and training seconds to the target (first "
+    "results": "Chosen setting, seeds per status, final and best training loss and best test "
+    "accuracy (median over completed seeds), and epochs and training seconds to the target (first "
     "evaluation that reached it; inf when missed, or diverged first; median over seeds, misses "
     "as inf).",
     "profile_time": "Performance profile of the time to target: the fraction of problems on "

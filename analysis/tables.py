@@ -7,9 +7,9 @@ seeds), as DataFrames and as markdown + CSV files.
   problem, and the optimizer state and peak memory at the last evaluation. Every run of the
   setting that took steps counts (a step's cost does not depend on how the run ended).
   Ratios compare runs of one sweep on one machine only.
-- results: seeds per status, best training loss and best test accuracy (completed seeds),
-  the target and the epochs and training seconds to reach it (analysis.targets; inf when
-  missed; a seed that diverged before reaching it is a miss).
+- results: seeds per status, final and best training loss and best test accuracy (completed
+  seeds), the target and the epochs and training seconds to reach it (analysis.targets; inf
+  when missed; a seed that diverged before reaching it is a miss).
 - profile_time / profile_epochs: Dolan-Moré performance profiles over problems
   (analysis.profiles) of the time and of the epochs to the target, at τ = 1 ... 4.
 """
@@ -47,6 +47,8 @@ def _ordered_index(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def cost_table(results: Results) -> pd.DataFrame:
+    """Per (problem, method) at its chosen setting: medians over every seed that took steps
+    (a step's cost does not depend on how the run ended), and their ratios to SGD-m."""
     runs = results.compared
     stepped = runs[runs["steps"].fillna(0) > 0]
     if stepped.empty:
@@ -76,6 +78,8 @@ def cost_table(results: Results) -> pd.DataFrame:
 
 
 def results_table(results: Results) -> pd.DataFrame:
+    """Per (problem, method) at its chosen setting: the setting, its seeds per status, the
+    medians over its completed seeds of the losses and accuracy, and the time to target."""
     runs = results.compared
     if runs.empty:
         return pd.DataFrame()
@@ -84,7 +88,10 @@ def results_table(results: Results) -> pd.DataFrame:
     for status in STATUSES:
         table[status] = grouped["status"].apply(lambda s, status=status: int((s == status).sum()))
     completed = runs[runs["status"] == "completed"].groupby(["problem", "method"])
+    # losses and accuracies of completed seeds only: a diverged or failed run's last
+    # evaluation is not a result, and an unfinished run's values are not final yet
     for name, column, scale in (
+        ("final train loss", "final.train/full_loss", 1.0),
         ("best train loss", "best.train/full_loss", 1.0),
         ("best test accuracy (%)", "best.test/accuracy", 100.0),
     ):

@@ -137,3 +137,13 @@ def test_command_line_prints_and_writes_every_table(
     assert results.loc[(AE, "KFAC"), "target"] == 50  # the given target
     # KFAC's seeds reach 50 at epochs 2 (50) and 3 (46)
     assert results.loc[(AE, "KFAC"), "epochs to target"] == median([2.0, 3.0])
+
+
+def test_results_table_final_and_best_training_loss(tmp_path: Path) -> None:
+    # the loss rose after its best evaluation: the final and the best loss differ
+    write_run(tmp_path, "s0", "sgd", 0, [100, 40, 50], 1.0)
+    write_run(tmp_path, "s1", "sgd", 1, [100, 30, 70], 1.0)
+    write_run(tmp_path, "s2", "sgd", 2, [100, 1.0, math.nan], 1.0, status="diverged")
+    row = results_table(Results.of(load(tmp_path))).loc[("demo", "SGD-m")]
+    assert row["final train loss"] == 60  # median of 50 and 70; the diverged seed left out
+    assert row["best train loss"] == 35  # median of 40 and 30
