@@ -13,6 +13,6 @@ never imports training code (runners/, optimizers/) nor torch.
     tables.py        cost, results and profile tables (markdown, CSV); python -m analysis.tables
     figures/         named figures; python -m analysis.figures <name|all>
     report.py        one markdown page with every figure and table; python -m analysis.report
-    compare.py       the quick table and figure of `make demo`
+    compare.py       the quick table and figure of `make demo`: the report's numbers, short
     style.py         each method's name and colour, each problem's and metric's label
 """

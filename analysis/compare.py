@@ -1,110 +1,169 @@
-"""Compare optimizers on one problem: a table, and training loss against epochs and time.
+"""The quick comparison of `make demo`: per problem, one row per method at its chosen setting,
+and the training loss of those runs against epochs and against training time.
 
     python -m analysis.compare runs/demo --figure figures/demo.png
 
-Rows of the table are optimizers (medians over seeds): the final and best full training loss,
-the best test loss (and accuracy for classifiers), the training time per step, and that time
-relative to SGD-m. The ratio is only meaningful between runs of the same sweep on the same
-machine (a `-m` multirun trains its jobs one after another in one process).
+It groups and aggregates as `python -m analysis.report` does (analysis.results): each
+(problem, method) is shown at its best setting by the papers' rule, and every number is a
+cell of the report's `results` or `cost` table (medians over that setting's seeds: losses over
+the completed seeds, the time per step over every seed that took steps). Under each table it
+says what was left out (the method's other settings, unfinished runs, runs that ended badly)
+and warns when a shown run's machine was overloaded. Time ratios are only meaningful between
+runs of the same sweep on the same machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.figure import Figure
 
-from analysis.load import load_metrics, load_summaries
-from analysis.style import colour, display_name, sort_key
+from analysis.figures.common import Drawn, Options
+from analysis.figures.curves import CurveSpec, curve_figure
+from analysis.load import load
+from analysis.machine_load import overload_warnings
+from analysis.results import Results
+from analysis.style import display_name, ordered, sort_key
+from analysis.sweep import SourceError, config_text
+from analysis.tables import cost_table, results_table, to_markdown
+from contract.records import COMPLETED, ENDED_BADLY, FULL_TRAIN_LOSS, STATUSES, UNFINISHED
 
-BASELINE = "sgd"
-STATUS_COUNTS = ("completed", "diverged", "failed")
+# the columns of the report's tables that the quick comparison shows, in this order
+RESULT_COLUMNS = (
+    "setting",
+    "seeds",
+    *STATUSES,
+    "final train loss",
+    "best train loss",
+    "best test accuracy (%)",
+)
+COST_COLUMNS = ("ms / step", "step time / SGD-m")
+# what the losses and the step times are medians over (tables.results_table, cost_table)
+MEDIANS = "Losses: median over the completed seeds; ms / step: over every seed that took steps."
 
 
-def comparison_table(summaries: pd.DataFrame) -> pd.DataFrame:
-    """Per optimizer, medians over its runs (seeds), sorted in the papers' order. Losses and
-    accuracies leave out diverged and failed runs (their last evaluation is not a result);
-    step times use every run that took steps (the cost of a step does not depend on it)."""
-    results = {
-        "final train loss": "final.train/full_loss",
-        "best train loss": "best.train/full_loss",
-        "best test loss": "best.test/loss",
-        "best test accuracy": "best.test/accuracy",
-        "epochs": "epochs",
-        "training s": "time.train_s",
-    }
-    counts = pd.crosstab(summaries["optimizer"], summaries["status"])
-    counts = counts.reindex(columns=list(STATUS_COUNTS), fill_value=0)
-    counts.insert(0, "runs", summaries.groupby("optimizer").size())
-    valid = summaries[~summaries["status"].isin(["diverged", "failed"])].groupby("optimizer")
-    table = counts.join(
-        pd.DataFrame(
-            {name: valid[key].median() for name, key in results.items() if key in summaries}
+def comparison_tables(results: Results) -> dict[str, pd.DataFrame]:
+    """Per problem, one row per method (display name) at its chosen setting: the cells of the
+    report's results and cost tables in RESULT_COLUMNS and COST_COLUMNS. Columns no method
+    has a value in (the test accuracy of an autoencoder) and status columns where no seed has
+    that status are dropped, so the table stays short."""
+    table = _select(results_table(results), RESULT_COLUMNS)
+    cost = _select(cost_table(results), COST_COLUMNS)
+    if not cost.empty:  # every run failed before its first step: no cost table at all
+        table = table.join(cost)
+    tables = {}
+    for problem in table.index.get_level_values("problem").unique():
+        rows = table.xs(problem, level="problem").dropna(axis=1, how="all")
+        unused = [s for s in STATUSES if s != COMPLETED and s in rows and not rows[s].any()]
+        tables[problem] = rows.drop(columns=unused)
+    return tables
+
+
+def _select(table: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    return table[[column for column in columns if column in table]]
+
+
+def _named(runs: pd.DataFrame) -> str:
+    """'Adam seed 3 (interrupted), TNT seed 1 (running)', in the papers' method order."""
+    runs = runs.assign(order=runs["method"].map(sort_key)).sort_values(["order", "seed"])
+    return ", ".join(
+        f"{display_name(row.method)} seed {config_text(row.seed)} ({row.status})"
+        for row in runs.itertuples()
+    )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def left_out_lines(results: Results, problem: str) -> list[str]:
+    """What the table of `problem` does not show, or shows without its losses: the runs of
+    each method's other settings (their scores are in the report's "Best settings"), and the
+    runs of the chosen settings that are unfinished (running, interrupted) or ended badly
+    (diverged, failed), whose losses are no result."""
+    runs = results.sweep.runs[results.sweep.runs["problem"] == problem]
+    compared = results.compared[results.compared["problem"] == problem]
+    lines = []
+    others = runs[~runs["run_id"].isin(compared["run_id"])]
+    if not others.empty:
+        counts = [
+            f"{display_name(method)}: {_count(len(members), 'run')} of "
+            f"{_count(members['group'].nunique(), 'other setting')}"
+            for method, members in sorted(others.groupby("method"), key=lambda m: sort_key(m[0]))
+        ]
+        lines.append(
+            f"Not shown: {'; '.join(counts)} (their scores: `python -m analysis.report`, "
+            '"Best settings").'
         )
+    for statuses, what in ((UNFINISHED, "unfinished"), (ENDED_BADLY, "ended badly")):
+        members = compared[compared["status"].isin(statuses)]
+        if not members.empty:
+            lines.append(f"Left out of the losses, {what}: {_named(members)}.")
+    return lines
+
+
+def comparison_markdown(results: Results) -> str:
+    """The printed comparison: per problem a heading, the table, what was left out and the
+    warning about overloaded machines."""
+    warnings = overload_warnings(results.compared)
+    parts = []
+    for problem, table in comparison_tables(results).items():
+        notes = left_out_lines(results, problem)
+        if problem in warnings:
+            notes.append(warnings[problem])
+        table.index.name = "method"
+        parts += [f"## {problem}", "", to_markdown(table), "", *notes, ""]
+    parts.append(MEDIANS)
+    return "\n".join(parts)
+
+
+def loss_figure(results: Results, metric: str = FULL_TRAIN_LOSS) -> Drawn:
+    """`metric` against epochs and training time, one row per problem: the median and band of
+    each method's chosen setting over its completed seeds (the report's curve figures,
+    analysis.figures.curves, drawn for every problem and method of the sweep)."""
+    sweep = results.sweep
+    spec = CurveSpec(
+        "compare",
+        sweep.source,
+        tuple(sweep.problems),
+        tuple(ordered(sweep.runs["method"])),
+        (metric,),
     )
-    if "time.per_step_s" in summaries:
-        table["ms / step"] = summaries.groupby("optimizer")["time.per_step_s"].median() * 1000.0
-        if BASELINE in table.index and pd.notna(table.loc[BASELINE, "ms / step"]):
-            table["step time / SGD-m"] = table["ms / step"] / table.loc[BASELINE, "ms / step"]
-    table = table.dropna(axis=1, how="all")
-    table = table.loc[sorted(table.index, key=sort_key)]
-    table.index = [display_name(name) for name in table.index]
-    table.index.name = "optimizer"
-    return table
+    return curve_figure(results, spec, Options())
 
 
-def epoch_curves(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Evaluation records (those holding `metric`) of runs that did not diverge or fail,
-    median over seeds per (optimizer, epoch)."""
-    records = metrics[~metrics["status"].isin(["diverged", "failed"])].dropna(subset=[metric])
-    return (
-        records.groupby(["optimizer", "epoch"])[[metric, "time/train_s"]]
-        .median()
-        .reset_index()
-        .sort_values(["optimizer", "epoch"])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.compare", description=__doc__.split("\n\n")[0]
     )
-
-
-def loss_figure(metrics: pd.DataFrame, metric: str = "train/full_loss", title: str = "") -> Figure:
-    """Two panels: `metric` (log scale) against epochs and against training seconds."""
-    curves = epoch_curves(metrics, metric)
-    figure = Figure(figsize=(10, 4), layout="tight")
-    by_epoch, by_time = figure.subplots(1, 2, sharey=True)
-    for optimizer in sorted(curves["optimizer"].unique(), key=sort_key):
-        curve = curves[curves["optimizer"] == optimizer]
-        style = {"color": colour(optimizer), "label": display_name(optimizer), "marker": "."}
-        by_epoch.plot(curve["epoch"], curve[metric], **style)
-        by_time.plot(curve["time/train_s"], curve[metric], **style)
-    by_epoch.set_xlabel("epoch")
-    by_time.set_xlabel("training time (s)")
-    by_epoch.set_ylabel(metric.replace("train/full_loss", "training loss (full set)"))
-    for axes in (by_epoch, by_time):
-        axes.set_yscale("log")
-        axes.grid(True, which="both", alpha=0.3)
-    by_time.legend()
-    if title:
-        figure.suptitle(title)
-    return figure
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", type=Path, help="a folder of run directories, e.g. runs/demo")
+    parser.add_argument(
+        "runs", help="a folder of run directories (e.g. runs/demo), wandb:entity/project, ..."
+    )
     parser.add_argument("--figure", type=Path, help="write the loss figure here (.png, .pdf)")
-    parser.add_argument("--metric", default="train/full_loss")
+    parser.add_argument("--metric", default=FULL_TRAIN_LOSS, help="default: train/full_loss")
     args = parser.parse_args(argv)
-    summaries = load_summaries(args.runs)
-    if summaries.empty:
-        parser.error(f"no run records (summary.json) under {args.runs}")
-    print(comparison_table(summaries).to_markdown(floatfmt=".4g"))
+    try:
+        sweep = load(args.runs)
+    except SourceError as error:
+        print(error, file=sys.stderr)
+        return 1
+    if sweep.runs.empty:
+        print(f"no runs in {args.runs}", file=sys.stderr)
+        return 1
+    results = Results.of(sweep)
+    print(comparison_markdown(results))
     if args.figure:
+        drawn = loss_figure(results, args.metric)
+        if drawn.figure is None:
+            print(f"\nno figure: {'; '.join(drawn.missing)}", file=sys.stderr)
+            return 1
         args.figure.parent.mkdir(parents=True, exist_ok=True)
-        figure = loss_figure(load_metrics(args.runs), args.metric, title=str(args.runs))
-        figure.savefig(args.figure, dpi=120)
+        drawn.figure.savefig(args.figure, dpi=120)
         print(f"\nfigure: {args.figure}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

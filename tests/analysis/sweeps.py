@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.analysis.run_records import write_run
+from tests.analysis.run_records import machine_load_section, write_run
 
 AE, CNN = "tnt_mnist_ae", "tnt_cifar10_resnet32"
 
@@ -103,4 +103,20 @@ def write_sweep(root: Path) -> Path:
             state_bytes=run.state_bytes,
             optimizer_config=run.extra,
         )
+    return root
+
+
+def write_loaded_sweep(root: Path, adam_seed_1_mean: float | None) -> Path:
+    """SGD-m and Adam, two seeds each, on a machine busy with them alone, except Adam seed 1
+    at the given mean load on 2 cores (None: its summary has no machine_load section, as
+    those of older runs); an overloaded run of another, not shown, setting of SGD-m."""
+    normal = machine_load_section(cpu_count=2, mean=1.5)
+    for seed in (0, 1):
+        write_run(root, f"s{seed}", "sgd", seed, [100, 60 - seed], 1.0, machine_load=normal)
+    write_run(
+        root, "x0", "sgd", 0, [100, 90], 1.0, lr=0.01, machine_load=machine_load_section(2, 5.0)
+    )
+    write_run(root, "a0", "adam", 0, [100, 40], 2.0, machine_load=normal)
+    load = None if adam_seed_1_mean is None else machine_load_section(2, adam_seed_1_mean)
+    write_run(root, "a1", "adam", 1, [100, 41], 2.0, machine_load=load)
     return root
