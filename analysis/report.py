@@ -5,8 +5,9 @@
 
 Writes <out>/report.md, <out>/figures/<name>.png and .pdf (every figure of
 analysis.figures that has something to draw) and <out>/tables/<name>.md and .csv. The page
-lists the runs that did not complete, the selection rule, grid and score of every setting,
-then the figures (with what each could not draw) and the tables.
+lists the runs that did not complete, warns once per problem whose runs ran on an overloaded
+machine (their times are not to be trusted), gives the selection rule, grid and score of
+every setting, then the figures (with what each could not draw) and the tables.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from analysis.aggregate import BANDS
 from analysis.figures import FIGURE_NAMES, draw
 from analysis.figures.common import LOSS_METRICS, Options, save
 from analysis.load import load
+from analysis.machine_load import overload_warnings
 from analysis.results import Results
 from analysis.selection import selection_markdown
 from analysis.style import display_name
@@ -72,10 +74,20 @@ def status_lines(runs: pd.DataFrame) -> list[str]:
     return lines
 
 
+def load_lines(results: Results) -> list[str]:
+    """One warning per problem whose compared runs (those the curves and tables show) ran on
+    an overloaded machine: their times and time ratios are not to be trusted."""
+    warnings = overload_warnings(results.compared)
+    if not warnings:
+        return []
+    return [f"- **{problem}**: {text}" for problem, text in warnings.items()] + [""]
+
+
 def write_report(results: Results, out: Path, options: Options, formats: list[str]) -> Path:
     sweep = results.sweep
     lines = [f"# Sweep report: {sweep.source}", ""]
     lines += status_lines(sweep.runs)
+    lines += load_lines(results)
     lines += [
         "Training time is the training clock only (evaluation and warm start excluded).",
         f"Curves: median over the completed seeds of each chosen setting; band: "

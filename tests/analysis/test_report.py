@@ -11,7 +11,7 @@ import pytest
 
 from analysis.report import main
 from tests.analysis.run_records import write_failed_run
-from tests.analysis.sweeps import AE, RUNS, write_sweep
+from tests.analysis.sweeps import AE, RUNS, write_loaded_sweep, write_sweep
 
 
 def test_report_page_links_every_figure_and_table(tmp_path: Path, capsys) -> None:
@@ -61,3 +61,19 @@ def test_report_of_a_sweep_where_every_run_failed(tmp_path: Path) -> None:
     assert "Runs: 2 (0 completed, 0 diverged, 2 failed, 0 interrupted, 0 running)." in page
     assert "- missing: demo: KFAC: no setting completed" in page
     assert "### sensitivity\n\nNot drawn: no (problem, method) with more than one setting" in page
+
+
+def test_report_warns_once_per_problem_about_overloaded_runs(tmp_path: Path) -> None:
+    busy, out = write_loaded_sweep(tmp_path / "busy", 3.1), tmp_path / "busy_report"
+    assert main(["--runs", str(busy), "--out", str(out), "--format", "png"]) == 0
+    page = (out / "report.md").read_text()
+    assert page.count("overloaded") == 1
+    assert (
+        "- **demo**: Warning: the machine was overloaded (mean load above its cores) during "
+        "Adam seed 1 (load 3.1 on 2 cores): their times and time ratios are not trustworthy."
+    ) in page
+    assert page.index("overloaded") < page.index("## Best settings")  # read before the rest
+    for mean in (2.0, None):  # at the cores is not above them; no section says nothing
+        calm, out = write_loaded_sweep(tmp_path / f"calm{mean}", mean), tmp_path / f"r{mean}"
+        assert main(["--runs", str(calm), "--out", str(out), "--format", "png"]) == 0
+        assert "overloaded" not in (out / "report.md").read_text()
