@@ -33,6 +33,14 @@ DRAWERS: dict[str, Callable[[Results, Options], Drawn]] = {
 FIGURE_NAMES = tuple(DRAWERS)
 
 
+def wanted_problems(name: str, options: Options = DEFAULT_OPTIONS) -> tuple[str, ...] | None:
+    """The problems a named figure draws (a paper's figure, or --problems); None for the
+    figures that draw whatever problems the sweep has."""
+    if name in PAPER_FIGURES:
+        return options.problems or PAPER_FIGURES[name].problems
+    return None
+
+
 def draw(name: str, results: Results, options: Options = DEFAULT_OPTIONS) -> Drawn:
     if name not in DRAWERS:
         raise KeyError(f"unknown figure {name!r}: choose one of {', '.join(FIGURE_NAMES)}")

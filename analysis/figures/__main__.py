@@ -5,7 +5,9 @@
     python -m analysis.figures tnt_fig1 --runs runs/ --problems tnt_fmnist_ae --band bootstrap
 
 A figure whose problems are partly missing draws what there is and says what is missing
-(under the panels and here); one with nothing to draw is reported and skipped.
+(under the panels and here); one with nothing to draw is reported with the problems it wants
+and those the sweep has, and skipped. The exit status is 1 when no figure at all was drawn
+(or the source cannot be read), 0 when at least one was.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from pathlib import Path
 
 from analysis.aggregate import BANDS
-from analysis.figures import FIGURE_NAMES, draw
+from analysis.figures import FIGURE_NAMES, draw, wanted_problems
 from analysis.figures.common import FORMATS, LOSS_METRICS, Options, save
 from analysis.load import load
 from analysis.results import Results
@@ -69,16 +71,35 @@ def main(argv: list[str] | None = None) -> int:
         methods=tuple(args.methods) if args.methods else None,
     )
     names = FIGURE_NAMES if "all" in args.figures else args.figures
+    drawn_any = False
     for name in names:
         drawn = draw(name, results, options)
         if drawn.figure is None:
             print(f"{name}: nothing to draw ({'; '.join(drawn.missing)})")
+            print(f"  {problems_note(name, sweep.problems, options)}")
             continue
+        drawn_any = True
         paths = save(drawn.figure, args.out, name, args.format)
         print(f"{name}: {', '.join(map(str, paths))}")
         for note in drawn.missing:
             print(f"  missing: {note}")
+    if not drawn_any:
+        # e.g. tnt_fig1 after `make demo`: a script or make target must not take that for
+        # a figure written
+        print(f"no figure drawn from {args.runs}", file=sys.stderr)
+        return 1
     return 0
+
+
+def problems_note(name: str, problems: list[str], options: Options) -> str:
+    """Which problems the figure wanted and which the sweep has, with the options that draw
+    the sweep's problems instead."""
+    has = f"the sweep has {', '.join(problems)}"
+    wanted = wanted_problems(name, options)
+    if wanted is None:
+        return f"{has}."
+    hint = f"draw those with `{name} --problems {' '.join(problems)}`, or `overview`"
+    return f"{name} wants {', '.join(wanted)}; {has} ({hint})."
 
 
 if __name__ == "__main__":

@@ -258,3 +258,32 @@ def test_smoke_and_full_runs_of_an_experiment_are_separate_rows(tmp_path: Path) 
     full_loss = lines_by_label(drawn.figure.axes[2])["SGD-m"].get_ydata()
     assert (list(smoke_loss), list(full_loss)) == ([100, 5], [100, 50])
     assert drawn.missing[0] == "tnt_faces_ae: no runs"
+
+
+def test_a_named_figure_that_draws_nothing_names_the_problems_and_fails(
+    tmp_path: Path, capsys
+) -> None:
+    runs = tmp_path / "runs"  # what `make demo` leaves: the demo problem only
+    for seed in (0, 1):
+        write_run(runs, f"s{seed}", "sgd", seed, [100, 60 - seed], 1.0)
+        write_run(runs, f"a{seed}", "adam", seed, [100, 40 + seed], 2.0)
+    out = tmp_path / "figures"
+    assert main(["tnt_fig1", "--runs", str(runs), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "tnt_fig1: nothing to draw (tnt_mnist_ae: no runs; tnt_faces_ae: no runs)" in (
+        captured.out
+    )
+    assert (
+        "tnt_fig1 wants tnt_mnist_ae, tnt_faces_ae; the sweep has demo "
+        "(draw those with `tnt_fig1 --problems demo`, or `overview`)."
+    ) in captured.out
+    assert captured.err == f"no figure drawn from {runs}\n"
+    assert not out.exists()
+    # `all` draws what the sweep has (overview, seed bands, profile) and succeeds
+    assert main(["all", "--runs", str(runs), "--out", str(out), "--format", "png"]) == 0
+    captured = capsys.readouterr()
+    assert "tnt_fig1: nothing to draw" in captured.out and captured.err == ""
+    assert (out / "overview.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "tnt_fig1.png").exists()
+    # the same layout drawn for the sweep's problem
+    assert main(["tnt_fig1", "--problems", "demo", "--runs", str(runs), "--out", str(out)]) == 0
