@@ -7,6 +7,9 @@ DEBIAN_FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyt
 # every method; K-BFGS(L) would repeat K-BFGS (it holds all of the demo's pairs: conf/tuned/demo/kbfgs_l.yaml)
 DEMO_OPTIMIZERS ?= sgd,adam,kfac,shampoo,tnt,kbfgs,tengrad
 RUNS ?= runs
+# where the demo's runs are written: paths.runs_dir (conf/config.yaml) is $SOBENCH_RUNS_DIR
+# when that is set, runs/ otherwise
+DEMO_RUNS = $(or $(SOBENCH_RUNS_DIR),runs)/demo
 BENCH_DEVICE ?= auto
 
 .DEFAULT_GOAL := help
@@ -37,7 +40,7 @@ data: $(INSTALLED) ## get Fashion-MNIST (Debian's dataset-fashion-mnist when apt
 
 demo: data ## train the Fashion-MNIST autoencoder with each optimizer, print the table, draw the figure
 	$(PYTHON) -m runners.train -m experiment=demo optimizer=$(DEMO_OPTIMIZERS)
-	$(PYTHON) -m analysis.compare runs/demo --figure figures/demo.png
+	$(PYTHON) -m analysis.compare $(DEMO_RUNS) --figure figures/demo.png
 
 figures: $(INSTALLED) ## draw every figure (tnt_fig1 ... profile) from runs/ (or RUNS=dir) into figures/, PNG+PDF
 	$(PYTHON) -m analysis.figures all --runs $(RUNS) --out figures
