@@ -89,7 +89,12 @@ def check_trainer(cfg: TrainerConfig) -> None:
     problems += [
         f"trainer.{key} must be positive, got {value}"
         for key, value in positive.items()
-        if value is not None and value <= 0
+        if value is not None and not value > 0  # (nan is not > 0 either)
+    ]
+    problems += [
+        f"trainer.{key} must be finite, got {value} (null means no limit)"
+        for key, value in positive.items()
+        if value is not None and value > 0 and not math.isfinite(value)
     ]
     if not 0.0 <= cfg.loss_ema_decay < 1.0:
         problems.append(f"trainer.loss_ema_decay must be in [0, 1), got {cfg.loss_ema_decay}")
@@ -135,6 +140,10 @@ def _check_arguments(
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if isinstance(default, (int, float)) and not isinstance(default, bool) and not is_number:
             raise UserInputError(f"{group}.{key} must be a number, got {value!r}")
+        # nan passes every `value > 0` check a constructor makes, and inf most of them
+        default_finite = not isinstance(default, float) or math.isfinite(default)
+        if is_number and not math.isfinite(value) and default_finite:
+            raise UserInputError(f"{group}.{key} must be a finite number, got {value!r}")
 
 
 def likelihood_for(task: Task, dataset: DictConfig, model_name: str, dataset_name: str) -> str:

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from runners.machine_load import load_1min
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -65,6 +67,9 @@ def collect_environment(device: torch.device) -> dict[str, Any]:
         "device_name": torch.cuda.get_device_name(device) if cuda else _cpu_model(),
         "cpu_threads": torch.get_num_threads(),
         "cpu_count": torch.multiprocessing.cpu_count(),
+        # how busy the machine was when the run started (runners.machine_load: the summary
+        # has the load over the whole run)
+        "load_1min_at_start": load_1min(),
         "cpu_denormals_flushed": _DENORMALS_FLUSHED,
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),

@@ -1,13 +1,19 @@
-"""The files of one run directory (Hydra's output dir, runs/<experiment>/<run_id>/):
+"""The files of one run directory (Hydra's output dir, runs/<experiment>/<run_id>/); their
+names and fields are contract.records':
 
     config.yaml       the resolved config
     metrics.jsonl     one JSON object per log call (non-finite numbers as NaN / Infinity)
     summary.json      status (contract.records.STATUSES), final and best metrics, time
-                      totals
-    environment.json  torch, CUDA, device, CPU threads, git commit
-    checkpoint.pt     what a resumed run restores (runners.checkpoint)
+                      totals, machine load
+    environment.json  torch, CUDA, device, CPU threads, load at the start, git commit
+    checkpoint.pt     what a resumed run restores (runners.checkpoint), and the one before it
+    error.txt         the traceback of a run that failed on an error of the harness itself
 
 These records are the single source for the analysis package; W&B is a mirror.
+
+Every write that can fail because of the file system (read-only, full, permissions) raises
+RecordsWriteError, which names the file, so that the runner can say it in one line instead
+of a traceback; the write before it is never damaged (atomic replace).
 """
 
 from __future__ import annotations
@@ -27,28 +33,58 @@ from contract.records import (
     parse_metric_lines,
 )
 
+ERROR_FILE = "error.txt"
+
+
+class RecordsWriteError(OSError):
+    """A run record could not be written: the file system refused (read-only, full, ...)."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        reason = error.strerror or str(error)
+        super().__init__(error.errno, reason)
+        self.path, self.reason = path, reason
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.reason}"
+
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temporary file and a rename, so a kill never leaves half a file."""
+    """Write via a temporary file and a rename, so a kill or a full disk never leaves half a
+    file in place of the previous one."""
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    try:
+        with temporary.open("wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise RecordsWriteError(path, error) from error
 
 
 class RunRecords:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RecordsWriteError(self.run_dir, error) from error
         self.config_path = self.run_dir / CONFIG_FILE
         self.metrics_path = self.run_dir / METRICS_FILE
         self.summary_path = self.run_dir / SUMMARY_FILE
         self.environment_path = self.run_dir / ENVIRONMENT_FILE
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
+        self.error_path = self.run_dir / ERROR_FILE
 
     def read_summary(self) -> dict[str, Any] | None:
-        if not self.summary_path.is_file():
+        """The summary, or None when there is none or it cannot be read (then the run is
+        treated as never finished: resumed from its checkpoint or restarted)."""
+        try:
+            summary = json.loads(self.summary_path.read_text())
+        except (OSError, ValueError):
             return None
-        return json.loads(self.summary_path.read_text())
+        return summary if isinstance(summary, dict) else None
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_atomically(self.summary_path, json.dumps(summary, indent=2).encode())
@@ -60,22 +96,42 @@ class RunRecords:
     def write_environment(self, environment: dict[str, Any]) -> None:
         write_atomically(self.environment_path, json.dumps(environment, indent=2).encode())
 
+    def write_error(self, text: str) -> None:
+        write_atomically(self.error_path, text.encode())
+
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with self.metrics_path.open("a") as stream:
-            stream.write(json.dumps(record) + "\n")
+        try:
+            with self.metrics_path.open("a") as stream:
+                stream.write(json.dumps(record) + "\n")
+        except OSError as error:
+            raise RecordsWriteError(self.metrics_path, error) from error
 
     def read_metrics(self) -> list[dict[str, Any]]:
+        """Every readable record; a line torn by a kill mid-write is left out."""
         if not self.metrics_path.is_file():
             return []
         return parse_metric_lines(self.metrics_path.read_text()).records
 
     def truncate_metrics(self, lines: int) -> None:
-        """Keep the first `lines` records: those logged before the checkpoint being resumed."""
+        """Keep the first `lines` records: those logged before the checkpoint being resumed
+        (a torn last line is never one of them: it was written after that checkpoint)."""
         kept = self.read_metrics()[:lines]
         text = "".join(json.dumps(record) + "\n" for record in kept)
         write_atomically(self.metrics_path, text.encode())
 
+    def discard_metrics(self) -> int:
+        """Forget the metric records of an attempt that left no checkpoint; returns how many
+        there were."""
+        count = len(self.read_metrics())
+        try:
+            self.metrics_path.unlink(missing_ok=True)
+        except OSError as error:
+            raise RecordsWriteError(self.metrics_path, error) from error
+        return count
+
     def discard_progress(self) -> None:
-        """Forget a previous attempt (trainer.force=true): metrics, checkpoint and summary."""
-        for path in (self.metrics_path, self.checkpoint_path, self.summary_path):
+        """Forget a previous attempt (trainer.force=true): metrics, checkpoints and summary."""
+        for path in (self.metrics_path, self.summary_path, self.error_path):
             path.unlink(missing_ok=True)
+        for path in self.run_dir.glob("checkpoint*.pt"):
+            path.unlink()

@@ -1,31 +1,47 @@
-"""One run from start to end: skip, resume or start; build; train; record; close W&B.
+"""One run from start to end: lock, skip, resume or start; build; train; record; close W&B.
 
     completed or diverged before  -> skipped (trainer.force=true starts it again)
-    a checkpoint is there         -> resumed from it (a killed run continues)
-    otherwise                     -> started
-Bad input fails in `build_run`, before training, with status `failed` and the message in
-summary.json; no run directory is ever left claiming success.
+    a readable checkpoint         -> resumed from it (a killed or stopped run continues); a
+                                     damaged newest checkpoint falls back to the previous one
+    otherwise                     -> started from step 0, records of an earlier attempt
+                                     that left no checkpoint discarded (said in one line)
+
+Nothing a user or a cluster does ends in a traceback: bad input fails in `build_run`, before
+training, with status `failed` and the message in summary.json; a run directory in use by
+another process, or one the file system will not let us write, is one line; a stop signal
+checkpoints (runners.interrupts). An error of the harness itself (a bug) is one line too,
+with the traceback in <run_dir>/error.txt. Every outcome is a RunOutcome, which the entry
+point turns into an exit status and a sweep into its summary (runners.sweeper).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import traceback
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from contract.records import FAILED, FINAL_STATUSES
+from contract.records import FAILED, FINAL_STATUSES, INTERRUPTED
 from runners.build import UserInputError, build_run, parameter_count
 from runners.checkpoint import load_checkpoint
 from runners.environment import collect_environment
-from runners.records import RunRecords
+from runners.interrupts import RunInterrupted, stop_on_signals
+from runners.progress import progress_bar
+from runners.records import RecordsWriteError, RunRecords
+from runners.run_lock import RunDirectoryBusy, run_directory_lock
 from runners.trainer import Trainer
 from runners.wandb_sink import WandbSink
 
 log = logging.getLogger(__name__)
+
+# outcomes that are not a status of the run's records
+SKIPPED = "skipped"  # already completed or diverged
+BUSY = "busy"  # its directory is in use by another process
 
 
 @dataclass
@@ -39,15 +55,47 @@ class RunIdentity:
     model: str
     dataset: str
     seed: int
+    # whether conf/tuned/<experiment>/<optimizer>.yaml gave the optimizer its settings for the
+    # experiment (None: no experiment chosen, or it could not be told)
+    tuned: bool | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How one run ended, for the exit status and the sweep summary (picklable: submitit
+    sends it back from the cluster)."""
+
+    status: str  # completed, diverged, failed (contract.records), skipped or busy
+    run_dir: str
+    reason: str | None = None  # one line for failed and busy
+    user_error: bool = False  # bad input (exit status 2)
 
 
 def _wandb_id(identity: RunIdentity, attempt: int) -> str:
     return identity.run_id if attempt == 0 else f"{identity.run_id}-{attempt}"
 
 
-def execute_run(cfg: DictConfig, run_dir: Path, identity: RunIdentity) -> str:
-    """Run (or skip, or resume) one configured run in run_dir; returns its status."""
-    records = RunRecords(run_dir)
+def execute_run(cfg: DictConfig, run_dir: Path, identity: RunIdentity) -> RunOutcome:
+    """Run (or skip, or resume) one configured run in run_dir. Raises only RunInterrupted
+    and KeyboardInterrupt (a stop asked for: the sweep stops too)."""
+    try:
+        records = RunRecords(run_dir)
+        with run_directory_lock(records.run_dir, cfg.trainer.lock_wait_s):
+            return _execute_locked(cfg, records, identity)
+    except RunDirectoryBusy as busy:
+        log.error("%s", busy)
+        return RunOutcome(BUSY, str(run_dir), str(busy))
+    except RecordsWriteError as error:
+        reason = (
+            f"{error}. Free space or fix the permissions (or choose another "
+            "paths.runs_dir), then rerun the same command: it resumes from its last checkpoint"
+        )
+        log.error("%s", reason)
+        return RunOutcome(FAILED, str(run_dir), reason)
+
+
+def _execute_locked(cfg: DictConfig, records: RunRecords, identity: RunIdentity) -> RunOutcome:
+    run_dir = records.run_dir
     previous = records.read_summary() or {}
     attempt = int(previous.get("attempt", 0))
     if previous.get("status") in FINAL_STATUSES and not cfg.trainer.force:
@@ -56,7 +104,7 @@ def execute_run(cfg: DictConfig, run_dir: Path, identity: RunIdentity) -> str:
             run_dir,
             previous["status"],
         )
-        return str(previous["status"])
+        return RunOutcome(SKIPPED, str(run_dir), f"already {previous['status']}")
     if cfg.trainer.force and previous:
         records.discard_progress()
         attempt += 1
@@ -67,20 +115,69 @@ def execute_run(cfg: DictConfig, run_dir: Path, identity: RunIdentity) -> str:
         "started_at": previous.get("started_at") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "run_dir": str(run_dir),
     }
+    if identity.tuned is False:
+        log.warning(
+            "no conf/tuned/%s/%s.yaml: optimizer=%s runs with its defaults "
+            "(conf/optimizer/%s.yaml) and the command line's values, not with settings for "
+            "experiment=%s",
+            identity.experiment,
+            identity.optimizer,
+            identity.optimizer,
+            identity.optimizer,
+            identity.experiment,
+        )
     try:
         built = build_run(cfg, identity.model, identity.dataset)
     except UserInputError as error:
         records.write_summary({**summary_identity, "status": FAILED, "error": str(error)})
-        raise
+        log.error("%s", error)
+        return RunOutcome(FAILED, str(run_dir), str(error), user_error=True)
     summary_identity["parameters"] = parameter_count(built.model)
     records.write_config(cfg)
     records.write_environment(collect_environment(built.device))
 
-    trainer = Trainer(built, cfg.trainer, records, summary_identity)
-    checkpoint = load_checkpoint(records.checkpoint_path, built.device)
-    if checkpoint is not None:
-        trainer.load_state_dict(checkpoint)
-        log.info("resuming %s from its checkpoint at step %d", run_dir, trainer.progress.step)
+    with stop_on_signals() as stop:
+        trainer = Trainer(built, cfg.trainer, records, summary_identity, stop=stop)
+        _resume_or_restart(trainer, records, built.device)
+        description = f"{identity.optimizer} {identity.model}/{identity.dataset} s{identity.seed}"
+        with progress_bar(
+            cfg.trainer.progress_bar, description, trainer.total_steps, trainer.progress.step
+        ) as bar:
+            trainer.bar = bar
+            return _train(cfg, trainer, records, identity, summary_identity)
+
+
+def _resume_or_restart(trainer: Trainer, records: RunRecords, device: Any) -> None:
+    loaded = load_checkpoint(records.checkpoint_path, device)
+    for problem in loaded.unreadable:
+        log.warning("%s: checkpoint unreadable: %s", records.run_dir, problem)
+    if loaded.state is not None:
+        trainer.load_state_dict(loaded.state)
+        log.info(
+            "resuming %s from %s at step %d",
+            records.run_dir,
+            loaded.path.name if loaded.path else "its checkpoint",
+            trainer.progress.step,
+        )
+        return
+    discarded = records.discard_metrics()
+    if discarded or loaded.unreadable:
+        log.warning(
+            "%s: no readable checkpoint to resume from: restarting from step 0 "
+            "(%d metric records of the earlier attempt discarded)",
+            records.run_dir,
+            discarded,
+        )
+
+
+def _train(
+    cfg: DictConfig,
+    trainer: Trainer,
+    records: RunRecords,
+    identity: RunIdentity,
+    summary_identity: dict[str, Any],
+) -> RunOutcome:
+    run_dir = records.run_dir
     sink = None
     if cfg.logger.wandb:
         sink = WandbSink(
@@ -95,13 +192,29 @@ def execute_run(cfg: DictConfig, run_dir: Path, identity: RunIdentity) -> str:
                 "run": asdict(identity),
             },
         )
+        sink.replay(records.read_metrics())
         trainer.sinks.append(sink)
     status = FAILED
     try:
         status = trainer.train()
-    except BaseException as error:
-        trainer.write_summary(FAILED, error=f"{type(error).__name__}: {error}")
+    except RunInterrupted:
+        status = INTERRUPTED  # the trainer checkpointed and wrote the summary
         raise
+    except (KeyboardInterrupt, SystemExit):
+        # a second Ctrl-C, or a launcher's own exit: no checkpoint at this step
+        status = INTERRUPTED
+        trainer.write_summary(INTERRUPTED, note="stopped without a checkpoint at this step")
+        raise
+    except RecordsWriteError as error:
+        with suppress(OSError):  # best effort: the file system may take a small file still
+            trainer.write_summary(FAILED, error=str(error))
+        raise
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}".strip().splitlines()[0]
+        records.write_error(traceback.format_exc())
+        trainer.write_summary(FAILED, error=reason)
+        log.error("%s failed: %s (traceback: %s)", run_dir, reason, records.error_path)
+        return RunOutcome(FAILED, str(run_dir), f"{reason} (traceback: {records.error_path})")
     finally:
         if sink is not None:
             sink.close(status, {"best": trainer.progress.best, "steps": trainer.progress.step})
@@ -112,4 +225,4 @@ def execute_run(cfg: DictConfig, run_dir: Path, identity: RunIdentity) -> str:
         trainer.progress.step,
         trainer.clock.train_s,
     )
-    return status
+    return RunOutcome(status, str(run_dir))

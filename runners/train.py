@@ -4,10 +4,18 @@
     python -m runners.train -m optimizer=sgd,adam seed=0,1
     python -m runners.train experiment=<name>          (conf/experiment/)
 
-Each run records into runs/<experiment or "default">/<run_id>/ (runners.records). Bad input
-stops a single run with one clear message and exit status 2; in a sweep, Hydra records the
-failed job, runs the others, and reports the failure at the end. A diverged run is a result,
-not an error.
+Each run records into runs/<experiment or "default">/<run_id>/ (runners.records). Every way a
+run can end is one line on the console, never a traceback (runners.run), and an exit status:
+
+    0     completed, diverged (a result, not an error) or skipped (already done)
+    1     failed (the reason is in summary.json; a harness error's traceback in error.txt),
+          the records could not be written, or the run directory is in use by another process
+    2     bad input, said before training
+    130   Ctrl-C, 143 SIGTERM: checkpointed at the current step; rerun the same command
+
+In a sweep every job runs whatever the others did: a failed job is one line when it fails,
+and the sweep ends with one summary of all its jobs (runners.sweeper), exit status 1 when a
+job failed. A stop signal stops the whole sweep after checkpointing the current job.
 """
 
 from __future__ import annotations
@@ -17,15 +25,23 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from runners.build import UserInputError
+from contract.records import FAILED
 from runners.config_schema import register_configs
 from runners.environment import flush_denormals
-from runners.run import RunIdentity, execute_run
-from runners.run_identity import experiment_name, group_id, register_resolvers, run_id
+from runners.interrupts import RunInterrupted
+from runners.run import BUSY, RunIdentity, RunOutcome, execute_run
+from runners.run_identity import (
+    DEFAULT_EXPERIMENT,
+    experiment_name,
+    group_id,
+    register_resolvers,
+    run_id,
+)
 
 log = logging.getLogger("sobench")
 
@@ -43,6 +59,18 @@ def optimizer_label(cfg: DictConfig, choice: str | None, overrides: list[str]) -
     return choice
 
 
+def has_tuned_settings(experiment: str, optimizer_choice: str | None) -> bool | None:
+    """Whether conf/tuned/<experiment>/<optimizer>.yaml exists (Hydra's search path); None
+    without an experiment, or when Hydra cannot be asked."""
+    if experiment == DEFAULT_EXPERIMENT or not optimizer_choice:
+        return None
+    try:
+        loader = GlobalHydra.instance().config_loader()
+        return optimizer_choice in loader.get_group_options(f"tuned/{experiment}")
+    except Exception:  # no Hydra context (a launcher's remote job may not rebuild one)
+        return None
+
+
 def identify(cfg: DictConfig) -> RunIdentity:
     hydra_cfg = HydraConfig.get()
     choices = hydra_cfg.runtime.choices
@@ -55,20 +83,38 @@ def identify(cfg: DictConfig) -> RunIdentity:
         model=str(choices.get("model")),
         dataset=str(choices.get("dataset")),
         seed=int(cfg.seed),
+        tuned=has_tuned_settings(experiment, choices.get("optimizer")),
     )
 
 
+def exit_status(outcome: RunOutcome) -> int:
+    if outcome.status in (FAILED, BUSY):
+        return 2 if outcome.user_error else 1
+    return 0
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> str:
+def main(cfg: DictConfig) -> RunOutcome:
     hydra_cfg = HydraConfig.get()
     try:
-        return execute_run(cfg, Path(hydra_cfg.runtime.output_dir), identify(cfg))
-    except UserInputError as error:
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            raise  # Hydra records this job as failed and runs the rest of the sweep
-        log.error("%s", error)
-        sys.exit(2)
+        outcome = execute_run(cfg, Path(hydra_cfg.runtime.output_dir), identify(cfg))
+    except RunInterrupted as interrupted:
+        log.warning("%s: %s", hydra_cfg.runtime.output_dir, interrupted)
+        interrupted.request.pass_on()  # a launcher's own handler (submitit requeues there)
+        sys.exit(interrupted.exit_status)
+    if hydra_cfg.mode != RunMode.MULTIRUN and exit_status(outcome):
+        sys.exit(exit_status(outcome))
+    return outcome  # a sweep's job: the sweeper counts it (runners.sweeper)
+
+
+def cli() -> None:
+    """`python -m runners.train`: Hydra's main, with Ctrl-C outside a run as one line."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -1,24 +1,33 @@
-"""The training loop: budget, clock, evaluation, logging, divergence and checkpoints.
+"""The training loop: budget, clock, evaluation, logging, divergence, checkpoints and stops.
 
 One step is `optimizer.step(StepClosure(...))` inside the training clock (runners.clock).
 Between steps, outside the clock: evaluation once per `eval_every_epochs` (full training loss
-and test loss, accuracy for classifiers), metric records, checkpoints. Before step 0, also
-outside the clock: an evaluation at the initial weights (so curves start at epoch 0, time 0)
-and then, for optimizers that define `warm_start(closures)`, the warm-start pass over
-`warm_start_batches` mini-batches (timed separately as `time/warm_start_s`). A warm start may
-only gather statistics: changed weights are an error, and the model's buffers (BatchNorm's
-running statistics, moved by its training-mode forward passes) are restored, so every method
-starts training from the same model.
+and test loss, accuracy for classifiers), metric records, checkpoints, the progress bar, and
+a look at the stop request (runners.interrupts). Before step 0, also outside the clock: an
+evaluation at the initial weights (so curves start at epoch 0, time 0) and then, for
+optimizers that define `warm_start(closures)`, the warm-start pass over `warm_start_batches`
+mini-batches (timed separately as `time/warm_start_s`), followed by a checkpoint so that a
+run stopped in its first epoch does not warm-start again. A warm start may only gather
+statistics: changed weights are an error, and the model's buffers (BatchNorm's running
+statistics, moved by its training-mode forward passes) are restored, so every method starts
+training from the same model.
 
-Metric names (fixed; the analysis reads them):
+The evaluation at step 0 of a network with BatchNorm normalises each evaluation batch with
+its own statistics: the running statistics have not seen any data yet (mean 0, variance 1),
+and the eval-mode loss at that point says nothing about the network (a test loss of ~850
+against ~7 for ResNet-32). From the first epoch on, evaluation is the usual eval mode.
+
+Metric names are contract.records' (the analysis reads them):
     every log_every_steps steps: step, epoch, train/loss, train/loss_ema, time/train_s, lr
     every evaluation, also: train/full_loss, test/loss, test/accuracy and train/accuracy
         (classifiers), time/process_s, time/eval_s, time/warm_start_s, mem/peak_bytes,
-        time/phase/<phase>_s (optimizers.phases)
+        mem/optimizer_state_bytes, time/phase/<phase>_s (optimizers.phases)
 `step` counts optimizer steps; `epoch` is step / steps_per_epoch; times are cumulative.
 
 A non-finite training loss ends the run with status `diverged`: recorded, closed, and not an
-error, so a sweep goes on.
+error, so a sweep goes on. A stop request (SIGTERM, Ctrl-C) between two steps saves a
+checkpoint at that step, records `interrupted` and raises RunInterrupted; the mini-batch
+order is a function of (seed, epoch), so the rerun continues inside the epoch.
 """
 
 from __future__ import annotations
@@ -32,26 +41,51 @@ from typing import Any
 
 import torch
 
-from contract.records import COMPLETED, DIVERGED, RUNNING
+from contract.records import (
+    COMPLETED,
+    DIVERGED,
+    EPOCH,
+    EVAL_S,
+    FULL_TRAIN_LOSS,
+    INTERRUPTED,
+    LR,
+    MACHINE_LOAD,
+    OPTIMIZER_STATE_BYTES,
+    PEAK_BYTES,
+    PROCESS_S,
+    RUNNING,
+    STEP,
+    TEST_ACCURACY,
+    TEST_LOSS,
+    TRAIN_ACCURACY,
+    TRAIN_LOSS,
+    TRAIN_LOSS_EMA,
+    TRAIN_S,
+    WARM_START_S,
+    phase_metric,
+)
 from optimizers.phases import PHASES, phase
 from runners.build import BuiltRun
 from runners.checkpoint import random_states, restore_random_states, save_checkpoint
 from runners.clock import StepClock, timed_outside_training
 from runners.closure import StepClosure
 from runners.config_schema import TrainerConfig
-from runners.evaluate import evaluate
+from runners.evaluate import evaluate, has_batch_norm
+from runners.interrupts import RunInterrupted, StopRequest
+from runners.machine_load import load_1min, load_summary
 from runners.memory import optimizer_state_bytes, peak_memory_bytes, reset_peak_memory
+from runners.progress import ProgressBar
 from runners.records import RunRecords
 
 log = logging.getLogger(__name__)
 
 # best value of a metric = min or max over the run's evaluations
 BEST_OF: dict[str, Callable[[float, float], float]] = {
-    "train/full_loss": min,
-    "test/loss": min,
-    "train/loss_ema": min,
-    "test/accuracy": max,
-    "train/accuracy": max,
+    FULL_TRAIN_LOSS: min,
+    TEST_LOSS: min,
+    TRAIN_LOSS_EMA: min,
+    TEST_ACCURACY: max,
+    TRAIN_ACCURACY: max,
 }
 
 
@@ -68,6 +102,11 @@ class Progress:
     best: dict[str, float] = field(default_factory=dict)
     final: dict[str, Any] = field(default_factory=dict)
     diverged_at_step: int | None = None
+    load_samples: list[float] = field(default_factory=list)  # runners.machine_load
+
+
+class WarmStartInterrupted(Exception):
+    """A stop request arrived during the warm start: its statistics are partial."""
 
 
 class Trainer:
@@ -78,10 +117,14 @@ class Trainer:
         records: RunRecords,
         identity: dict[str, Any],
         sinks: list[Any] | None = None,
+        stop: StopRequest | None = None,
+        bar: ProgressBar | None = None,
     ) -> None:
         self.built, self.cfg, self.records = built, cfg, records
         self.identity = identity
         self.sinks = sinks or []
+        self.stop = stop or StopRequest()
+        self.bar = bar or ProgressBar(False, "", None, 0)
         self.clock = StepClock(built.device)
         self.progress = Progress()
         self.resumed = False
@@ -110,16 +153,29 @@ class Trainer:
         self.records.truncate_metrics(self.progress.metric_lines)
         self.resumed = True
 
+    def save_checkpoint(self) -> None:
+        save_checkpoint(self.records.checkpoint_path, self.state_dict())
+
+    @property
+    def total_steps(self) -> int | None:
+        """Steps of the epoch budget (None with a time budget only)."""
+        if self.cfg.max_epochs is None:
+            return None
+        return self.cfg.max_epochs * self.built.batches.steps_per_epoch
+
     # ----------------------------------------------------------------------------- loop
     def train(self) -> str:
         """Train until the budget is spent; returns the final status."""
         reset_peak_memory(self.built.device)
+        self._sample_load()
         self.write_summary(RUNNING)
         if not self.resumed:
             if not self._evaluate_and_log():
                 return self._finish(DIVERGED)
-            self._warm_start()
+            if self._warm_start():
+                self.save_checkpoint()  # a stop in the first epoch never warm-starts again
         while not self._budget_spent():
+            self._stop_if_requested()
             epoch_completed = self._train_epoch()
             if self.progress.diverged_at_step is not None:
                 return self._finish(DIVERGED)
@@ -127,14 +183,28 @@ class Trainer:
                 self.progress.epoch += 1
                 if self.built.scheduler is not None:
                     self.built.scheduler.step()
+            elif self.stop.requested:
+                continue  # stopped inside the epoch: checkpoint at this step, at the loop top
             last = self._budget_spent()
             evaluate_now = last or self.progress.epoch % self.cfg.eval_every_epochs == 0
             if evaluate_now and not self._evaluate_and_log():
                 return self._finish(DIVERGED)
             if last or self.progress.epoch % self.cfg.checkpoint_every_epochs == 0:
-                save_checkpoint(self.records.checkpoint_path, self.state_dict())
+                self.save_checkpoint()
                 self.write_summary(RUNNING)
         return self._finish(COMPLETED)
+
+    def _stop_if_requested(self) -> None:
+        """Between steps: on a stop request, checkpoint here and raise RunInterrupted."""
+        if not self.stop.requested:
+            return
+        self.save_checkpoint()
+        self.write_summary(INTERRUPTED, signal=self.stop.name)
+        raise RunInterrupted(
+            self.stop,
+            f"{self.stop.name} at step {self.progress.step}: checkpointed; "
+            "rerun the same command to resume from this step",
+        )
 
     def _budget_spent(self) -> bool:
         epochs_spent = (
@@ -146,10 +216,12 @@ class Trainer:
         return self.cfg.max_time_s is not None and self.clock.train_s >= self.cfg.max_time_s
 
     def _train_epoch(self) -> bool:
-        """One epoch of steps; False when it stopped early (time budget or divergence)."""
+        """The epoch's remaining steps (all of them, unless the run resumed inside it); False
+        when it stopped early (time budget, divergence or a stop request)."""
         built, batches = self.built, self.built.batches
+        first = self.progress.step - self.progress.epoch * batches.steps_per_epoch
         epoch = None
-        for index in range(batches.steps_per_epoch):
+        for index in range(first, batches.steps_per_epoch):
             with self.clock.step():
                 with phase("data"):  # the epoch's order and augmentation draws, then a batch
                     if epoch is None:
@@ -165,7 +237,8 @@ class Trainer:
             self.progress.step += 1
             if not self._record_loss(float(loss)):
                 return False
-            if self._time_spent():
+            self.bar.step(self._position()[EPOCH], self.progress.loss_ema, self.clock.train_s)
+            if self._time_spent() or self.stop.requested:
                 return False
         return True
 
@@ -180,28 +253,50 @@ class Trainer:
                 "non-finite training loss %s at step %d: run diverged", loss, self.progress.step
             )
         if not finite or self.progress.step % self.cfg.log_every_steps == 0:
-            self._log({**self._position(), "train/loss": loss, **self._loss_ema_and_clock()})
+            self._log({**self._position(), TRAIN_LOSS: loss, **self._loss_ema_and_clock()})
         return finite
 
-    def _warm_start(self) -> None:
+    def _warm_start(self) -> bool:
+        """The optimizer's warm start, if it has one; True when it used any batch."""
         warm_start = getattr(self.built.optimizer, "warm_start", None)
         if warm_start is None:
-            return
+            return False
         batches = self.built.batches
         count = self.cfg.warm_start_batches or batches.steps_per_epoch
         epoch = batches.epoch(-1)  # an order (and augmentation) of its own, not epoch 0's
+        used = 0
 
         def closures() -> Iterator[StepClosure]:
+            nonlocal used
             for index in range(count):
+                if self.stop.requested:
+                    raise WarmStartInterrupted
                 inputs, targets = epoch.batch(index % batches.steps_per_epoch)
+                used += 1
                 yield StepClosure(self.built.model, self.built.likelihood, inputs, targets)
 
         model = self.built.model
         before = {name: value.clone() for name, value in model.state_dict().items()}
         totals = {"warm_start_s": self.progress.warm_start_s}
-        with timed_outside_training(self.built.device, totals, "warm_start_s"):
-            warm_start(closures())
+        self.bar.phase("warm start")
+        try:
+            with timed_outside_training(self.built.device, totals, "warm_start_s"):
+                warm_start(closures())
+        except WarmStartInterrupted:
+            self.write_summary(INTERRUPTED, signal=self.stop.name)
+            raise RunInterrupted(
+                self.stop,
+                f"{self.stop.name} during the warm start: no checkpoint yet; "
+                "rerun the same command to start again from step 0",
+            ) from None
+        self.bar.phase(None)
         self.progress.warm_start_s = totals["warm_start_s"]
+        if used:
+            log.info(
+                "warm start: %d batches at the initial weights in %.1f s (outside the clock)",
+                used,
+                self.progress.warm_start_s,
+            )
         changed = [
             name
             for name, parameter in model.named_parameters()
@@ -215,58 +310,71 @@ class Trainer:
         # Its forward passes ran in training mode and moved BatchNorm's running statistics;
         # put them back, so that a warm start leaves the model exactly as other methods get it.
         model.load_state_dict(before)
+        return used > 0
 
     def _evaluate_and_log(self) -> bool:
         """Evaluate outside the clock and log the epoch record; False when the loss is not
         finite (the run diverged)."""
         built = self.built
         totals = {"eval_s": self.progress.eval_s}
+        # untrained BatchNorm statistics would make the first point meaningless (docstring)
+        batch_statistics = self.progress.step == 0 and has_batch_norm(built.model)
+        self.bar.phase("evaluation")
         with timed_outside_training(built.device, totals, "eval_s"):
             batch = self.cfg.eval_batch_size
-            train = evaluate(built.model, built.likelihood, built.train_eval, batch)
-            test = evaluate(built.model, built.likelihood, built.test_eval, batch)
+            train = evaluate(
+                built.model, built.likelihood, built.train_eval, batch, batch_statistics
+            )
+            test = evaluate(built.model, built.likelihood, built.test_eval, batch, batch_statistics)
+        self.bar.phase(None)
         self.progress.eval_s = totals["eval_s"]
-        record: dict[str, Any] = {**self._position(), "train/full_loss": train["loss"]}
-        record["test/loss"] = test["loss"]
+        self._sample_load()
+        record: dict[str, Any] = {**self._position(), FULL_TRAIN_LOSS: train["loss"]}
+        record[TEST_LOSS] = test["loss"]
         if "accuracy" in test:
-            record["test/accuracy"] = test["accuracy"]
-            record["train/accuracy"] = train["accuracy"]
+            record[TEST_ACCURACY] = test["accuracy"]
+            record[TRAIN_ACCURACY] = train["accuracy"]
         record.update(self._loss_ema_and_clock())
-        record["time/process_s"] = self.clock.process_s
-        record["time/eval_s"] = self.progress.eval_s
-        record["time/warm_start_s"] = self.progress.warm_start_s
-        record["mem/peak_bytes"] = peak_memory_bytes(built.device)
-        record["mem/optimizer_state_bytes"] = optimizer_state_bytes(built.optimizer)
+        record[PROCESS_S] = self.clock.process_s
+        record[EVAL_S] = self.progress.eval_s
+        record[WARM_START_S] = self.progress.warm_start_s
+        record[PEAK_BYTES] = peak_memory_bytes(built.device)
+        record[OPTIMIZER_STATE_BYTES] = optimizer_state_bytes(built.optimizer)
         for name in PHASES:
-            record[f"time/phase/{name}_s"] = self.clock.phase_s.get(name, 0.0)
+            record[phase_metric(name)] = self.clock.phase_s.get(name, 0.0)
         self._update_best(record)
         self.progress.final = record
         self._log(record)
         log.info(
             "epoch %.2f step %d: train/full_loss %.5g test/loss %.5g%s time/train_s %.1f",
-            record["epoch"],
-            record["step"],
-            record["train/full_loss"],
-            record["test/loss"],
-            f" test/accuracy {record['test/accuracy']:.4f}" if "test/accuracy" in record else "",
-            record["time/train_s"],
+            record[EPOCH],
+            record[STEP],
+            record[FULL_TRAIN_LOSS],
+            record[TEST_LOSS],
+            f" test/accuracy {record[TEST_ACCURACY]:.4f}" if TEST_ACCURACY in record else "",
+            record[TRAIN_S],
         )
         if not math.isfinite(train["loss"]):
             self.progress.diverged_at_step = self.progress.step
             return False
         return True
 
+    def _sample_load(self) -> None:
+        value = load_1min()
+        if value is not None:
+            self.progress.load_samples.append(value)
+
     # ----------------------------------------------------------------------------- records
     def _position(self) -> dict[str, Any]:
         steps_per_epoch = self.built.batches.steps_per_epoch
-        return {"step": self.progress.step, "epoch": self.progress.step / steps_per_epoch}
+        return {STEP: self.progress.step, EPOCH: self.progress.step / steps_per_epoch}
 
     def _loss_ema_and_clock(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
         if self.progress.loss_ema is not None:
-            values["train/loss_ema"] = self.progress.loss_ema
-        values["time/train_s"] = self.clock.train_s
-        values["lr"] = self.built.optimizer.param_groups[0]["lr"]
+            values[TRAIN_LOSS_EMA] = self.progress.loss_ema
+        values[TRAIN_S] = self.clock.train_s
+        values[LR] = self.built.optimizer.param_groups[0]["lr"]
         return values
 
     def _update_best(self, record: dict[str, Any]) -> None:
@@ -302,6 +410,7 @@ class Trainer:
                 "per_step_s": self.clock.train_s / steps if steps else None,
                 "phases_s": dict(self.clock.phase_s),
             },
+            MACHINE_LOAD: load_summary(self.progress.load_samples),
         }
 
     def write_summary(self, status: str, **extra: Any) -> None:

@@ -11,6 +11,16 @@ Identity: the W&B run id is the harness's run id (so a resumed run continues its
 the group hashes the config without the seed (the seeds of a setting are one group), and the
 tags are the optimizer, model and data set. Every run is finished before the next starts, so
 the jobs of a multirun never merge.
+
+The same rows as metrics.jsonl, whatever happened: W&B writes its offline file in blocks and
+uploads online in the background, so a hard kill loses the rows it had not written yet. A
+resumed (or restarted) run therefore logs again, from metrics.jsonl, every record that W&B
+does not have: offline, the attempt's new offline run gets all of them, and the offline runs
+of earlier attempts of the same id, which it replaces, are removed (so `wandb sync` uploads
+one complete run); online, the records from the step the server's run stopped at
+(`run.starting_step`). Rows of a killed attempt logged after its last checkpoint stay on the
+server (W&B keeps the first value logged at a step); on CPU a resumed run computes the same
+numbers for them.
 """
 
 from __future__ import annotations
@@ -18,10 +28,12 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from contract.records import FINAL_STATUSES
 from runners.config_schema import LoggerConfig, WandbMode
 
 DEFAULT_HOST = "https://api.wandb.ai"
@@ -62,6 +74,7 @@ class WandbSink:
         import wandb
 
         self.mode = resolve_mode(cfg.mode)
+        self.run_dir, self.wandb_id = Path(run_dir), wandb_id
         arguments: dict[str, Any] = {
             "project": cfg.project,
             "entity": cfg.entity,
@@ -89,10 +102,25 @@ class WandbSink:
             self.mode = "offline"
             self.run = wandb.init(**arguments, mode=self.mode, settings=settings)
 
+    def replay(self, records: list[dict[str, Any]]) -> int:
+        """Log the records (metrics.jsonl's, up to where this attempt starts) that this W&B
+        run does not have; then remove the offline runs of earlier attempts, which this one
+        replaces. Returns how many records were logged."""
+        have_until = 0 if self.mode == "offline" else int(self.run.starting_step or 0)
+        missing = [record for record in records if int(record["step"]) >= have_until]
+        for record in missing:
+            self.log(record)
+        if self.mode == "offline":
+            own = Path(self.run.dir).parent.name  # .../offline-run-<time>-<id>/files
+            for earlier in self.run_dir.glob(f"wandb/offline-run-*-{self.wandb_id}"):
+                if earlier.name != own:
+                    shutil.rmtree(earlier, ignore_errors=True)
+        return len(missing)
+
     def log(self, record: dict[str, Any]) -> None:
         values = {key: value for key, value in record.items() if key != "step"}
         self.run.log(values, step=int(record["step"]))
 
     def close(self, status: str, summary: dict[str, Any]) -> None:
         self.run.summary.update({"status": status, **summary})
-        self.run.finish(exit_code=0 if status in ("completed", "diverged") else 1)
+        self.run.finish(exit_code=0 if status in FINAL_STATUSES else 1)

@@ -8,6 +8,7 @@ function-level import counts too):
     data       data, and models' vocabulary (models.task: what a data set can be used for)
     runners    anything but analysis (a run never depends on how it will be plotted)
     analysis   analysis and contract: run records, never training code
+    hydra_plugins  the sweeper Hydra loads from there: runners and contract
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 
 from tests.conftest import REPO
 
-PACKAGES = ("contract", "models", "optimizers", "data", "runners", "analysis")
+PACKAGES = ("contract", "models", "optimizers", "data", "runners", "analysis", "hydra_plugins")
 ALLOWED: dict[str, set[str]] = {
     "contract": set(),
     "models": {"models"},
@@ -27,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"data", "models"},
     "runners": {"runners", "contract", "data", "models", "optimizers"},
     "analysis": {"analysis", "contract"},
+    "hydra_plugins": {"hydra_plugins", "runners", "contract"},
 }
 NEVER_TORCH = ("contract", "analysis")
 

@@ -1,13 +1,16 @@
 """Bad input fails before training with a message a user understands, and leaves no run
-directory claiming success. Each case is a real `python -m runners.train` process."""
+directory claiming success. Each case is a real `python -m runners.train` process, but for
+the checks of numbers, which call the runner's build in-process."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import QUICK, read_summary, run_dirs, run_train
+from runners.build import UserInputError, build_run
+from tests.conftest import QUICK, compose_config, read_summary, run_dirs, run_train
 
 
 def assert_nothing_claims_success(runs_dir: Path) -> None:
@@ -97,3 +100,21 @@ def test_a_budget_is_required(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "set a budget" in result.stdout
     assert_nothing_claims_success(tmp_path / "runs")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("optimizer.lr=nan",), "optimizer.lr must be a finite number, got nan"),
+        (("optimizer=kfac", "optimizer.damping=inf"), "optimizer.damping must be a finite"),
+        (("trainer.max_time_s=inf",), "trainer.max_time_s must be finite, got inf"),
+        (("trainer.lr_decay_factor=nan",), "trainer.lr_decay_factor must be positive, got nan"),
+    ],
+)
+def test_non_finite_numbers_are_refused_before_training(
+    overrides: tuple[str, ...], message: str
+) -> None:
+    """nan passes a constructor's `lr < 0` check and inf most range checks: refused here."""
+    cfg = compose_config(*QUICK, *overrides)
+    with pytest.raises(UserInputError, match=re.escape(message)):
+        build_run(cfg, "mlp", "synthetic")

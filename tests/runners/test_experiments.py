@@ -236,6 +236,7 @@ def test_every_experiment_runs_at_smoke_scale(tmp_path: Path, group: str) -> Non
     for run in runs:
         summary = read_summary(run)
         assert summary["status"] == "completed", summary
+        assert summary["tuned"] is True  # conf/tuned/<experiment>/sgd.yaml
         assert summary["steps"] == 4  # 64 examples / batch 32 x 2 epochs
         config = OmegaConf.load(run / "config.yaml")
         tuned = compose_config(f"experiment={summary['experiment']}", "optimizer=sgd").optimizer
@@ -263,3 +264,25 @@ def test_one_sweep_runs_all_seven_methods_with_their_own_settings(tmp_path: Path
         tuned = compose_config("experiment=tnt_fmnist_ae", f"optimizer={name}").optimizer
         config = OmegaConf.load(Path(summary["run_dir"]) / "config.yaml")
         assert config.optimizer == tuned, name
+
+
+def test_an_optimizer_without_settings_for_the_experiment_is_said_and_recorded(
+    tmp_path: Path,
+) -> None:
+    """No conf/tuned/<experiment>/<optimizer>.yaml: the run warns that the optimizer runs
+    with its defaults, and records tuned: false."""
+    assert not (CONF_DIR / "tuned" / "tnt_mnist_ae" / "diagonal.yaml").exists()
+    result = run_train(
+        "experiment=tnt_mnist_ae",
+        "scale=smoke",
+        "dataset=synthetic",
+        "optimizer=diagonal",
+        "logger=none",
+        runs_dir=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "no conf/tuned/tnt_mnist_ae/diagonal.yaml: optimizer=diagonal runs with its" in (
+        result.stdout
+    )
+    (run,) = run_dirs(tmp_path)
+    assert read_summary(run)["tuned"] is False

@@ -29,6 +29,21 @@ def test_submitit_jobs_record_like_local_jobs(tmp_path: Path) -> None:
     assert all(read_summary(d)["status"] == "completed" for d in submitit_dirs)
 
 
+def test_the_sweep_summary_counts_jobs_that_ran_in_other_processes(tmp_path: Path) -> None:
+    """Each submitit job sends its outcome back to the launching process, which summarises."""
+    result = run_train(
+        *QUICK,
+        "optimizer.lr=0.01,-1",
+        "hydra/launcher=submitit_local",
+        runs_dir=tmp_path,
+        multirun=True,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "sweep: 2 jobs: 1 completed, 1 failed" in result.stdout
+    assert "Invalid learning rate: -1" in result.stdout.split("sweep: 2 jobs:")[1]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_slurm_preset_composes() -> None:
     cfg = compose_config("hydra/launcher=slurm", "hydra.launcher.partition=gpu")
     launcher = cfg.hydra.launcher

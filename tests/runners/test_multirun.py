@@ -85,3 +85,29 @@ def test_online_start_failure_falls_back_to_offline(
     assert read_summary(run_dir)["status"] == "completed"
     (offline,) = offline_runs(run_dir)
     assert any("train/loss" in row for row in history_rows(wandb_records(offline)))
+
+
+def test_a_failing_job_is_one_line_and_the_sweep_ends_with_a_summary(
+    train_quick, tmp_path: Path
+) -> None:
+    """Jobs: a bad learning rate (fails before training), a good one, a diverging one and,
+    rerun, the good one again (skipped): the failure is said when it happens, the sweep goes
+    on, and one summary counts every job, naming the failure's reason and run directory."""
+    first = train_quick("optimizer.lr=0.01", multirun=True)
+    assert first.returncode == 0, first.stdout + first.stderr
+    result = train_quick("optimizer.lr=-1,0.01,1e6", multirun=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output  # a job failed
+    assert "Traceback" not in output
+    lines = result.stdout.splitlines()
+    failure = next(i for i, line in enumerate(lines) if "Invalid learning rate: -1" in line)
+    next_job = next(i for i, line in enumerate(lines) if "#1 :" in line)
+    assert failure < next_job  # said when it failed, before the next job started
+    (summary_index,) = [i for i, line in enumerate(lines) if line.startswith("sweep: 3 jobs:")]
+    assert lines[summary_index] == "sweep: 3 jobs: 1 diverged, 1 skipped, 1 failed"
+    failed_dir = next(
+        d for d in run_dirs(tmp_path / "runs") if read_summary(d)["status"] == "failed"
+    )
+    assert lines[summary_index + 1] == (
+        f"  failed: {failed_dir}: optimizer torch.optim.SGD: Invalid learning rate: -1"
+    )

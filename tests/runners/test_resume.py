@@ -1,84 +1,111 @@
-"""Kill and resume: a run killed with SIGKILL after its first checkpoint, then started again
-with the same command, logs exactly the numbers of an uninterrupted run (on CPU)."""
+"""Kill and resume: a run killed with SIGKILL, at any point, then started again with the same
+command, ends with exactly the records of an uninterrupted run (on CPU): resumed from its
+newest readable checkpoint, or restarted from step 0 with one line saying so when there is
+none; never a duplicate, out-of-order or missing record, never a traceback."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from tests.conftest import QUICK, REPO, read_metrics, read_summary, run_dirs, run_train
+import pytest
 
-# The MNIST autoencoder on synthetic data: slow enough per epoch to be killed mid-run.
-RESUMABLE = (
-    *QUICK,
-    "model=mnist_ae",
-    "dataset.train_size=2048",
-    "trainer.max_epochs=8",
-    "trainer.log_every_steps=5",
+from tests.conftest import read_metrics, read_summary, run_dirs, run_train
+from tests.runners.processes import (
+    RESUMABLE,
+    TrainProcess,
+    assert_no_duplicate_or_gap,
+    has_checkpoint,
+    metric_lines,
 )
-TIMING_KEYS = ("time/", "mem/")
 
 
-def comparable(metrics: list[dict]) -> list[dict]:
-    """Records without timings and memory, which differ between any two runs."""
-    return [
-        {key: value for key, value in record.items() if not key.startswith(TIMING_KEYS)}
-        for record in metrics
-    ]
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """The records of the uninterrupted run."""
+    runs = tmp_path_factory.mktemp("uninterrupted")
+    result = run_train(*RESUMABLE, runs_dir=runs)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(runs)
+    return read_metrics(run_dir)
 
 
-def kill_after_first_checkpoint(runs_dir: Path) -> int:
-    """Start the run, wait for its first checkpoint and for one more metric record logged
-    after it (which the resumed run must discard), then SIGKILL it. Returns the number of
-    metric lines at the kill."""
-    command = [sys.executable, "-m", "runners.train", f"paths.runs_dir={runs_dir}", *RESUMABLE]
-    process = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 120
-
-    def wait_for(condition) -> None:
-        while not condition():
-            assert process.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "the run made no progress within 120 s"
-            time.sleep(0.005)
-
-    def metric_lines() -> int:
-        paths = list(runs_dir.rglob("metrics.jsonl"))
-        return len(paths[0].read_text().splitlines()) if paths else 0
-
+def kill(runs_dir: Path, after_checkpoints: int) -> Path:
+    """Start the run; SIGKILL it after `after_checkpoints` checkpoints (0: before the first)
+    and one more metric record (which the resumed run must discard). Returns the run dir."""
+    run = TrainProcess.start(*RESUMABLE, runs_dir=runs_dir)
     try:
-        wait_for(lambda: bool(list(runs_dir.rglob("checkpoint.pt"))))
-        at_checkpoint = metric_lines()
-        wait_for(lambda: metric_lines() > at_checkpoint)
+        if after_checkpoints:
+            run.wait_for(lambda: has_checkpoint(runs_dir), "a checkpoint")
+            if after_checkpoints > 1:
+                run.wait_for(lambda: any(runs_dir.rglob("checkpoint.prev.pt")), "two")
+        else:
+            run.wait_for(lambda: metric_lines(runs_dir) >= 2, "a step record")
+        lines = metric_lines(runs_dir)
+        run.wait_for(lambda: metric_lines(runs_dir) > lines, "a record after it")
     finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-    return metric_lines()
+        os.kill(run.process.pid, signal.SIGKILL)
+        run.wait()
+    (run_dir,) = run_dirs(runs_dir)
+    assert read_summary(run_dir)["status"] == "running"  # the kill left it unfinished
+    return run_dir
 
 
-def test_killed_run_resumes_to_identical_metrics(tmp_path: Path) -> None:
-    uninterrupted = run_train(*RESUMABLE, runs_dir=tmp_path / "uninterrupted")
-    assert uninterrupted.returncode == 0, uninterrupted.stderr
-    (reference_dir,) = run_dirs(tmp_path / "uninterrupted")
-
-    lines_at_kill = kill_after_first_checkpoint(tmp_path / "killed")
-    (killed_dir,) = run_dirs(tmp_path / "killed")
-    assert killed_dir.name == reference_dir.name  # same config, same run id
-    killed = read_summary(killed_dir)
-    assert killed["status"] == "running"  # the kill left it unfinished
-    assert killed["epochs"] < 8
-    assert lines_at_kill < len(read_metrics(reference_dir))
-
-    resumed = run_train(*RESUMABLE, runs_dir=tmp_path / "killed")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming" in resumed.stdout
-    summary = read_summary(killed_dir)
+def resume(runs_dir: Path, reference: list[dict]) -> str:
+    """Rerun the command; check it completed with the uninterrupted records; its output."""
+    result = run_train(*RESUMABLE, runs_dir=runs_dir)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    (run_dir,) = run_dirs(runs_dir)
+    summary = read_summary(run_dir)
     assert summary["status"] == "completed" and summary["steps"] == 8 * 32
-    reference, metrics = read_metrics(reference_dir), read_metrics(killed_dir)
-    assert len(metrics) == len(reference)
-    assert comparable(metrics) == comparable(reference)  # bit-identical numbers
+    assert_no_duplicate_or_gap(read_metrics(run_dir), reference)
+    return output
+
+
+def test_killed_run_resumes_to_identical_metrics(tmp_path: Path, reference: list[dict]) -> None:
+    kill(tmp_path / "runs", after_checkpoints=1)
+    assert "resuming" in resume(tmp_path / "runs", reference)
+
+
+def test_kill_before_the_first_checkpoint_restarts_cleanly(
+    tmp_path: Path, reference: list[dict]
+) -> None:
+    run_dir = kill(tmp_path / "runs", after_checkpoints=0)
+    assert not (run_dir / "checkpoint.pt").exists() and read_metrics(run_dir)
+    output = resume(tmp_path / "runs", reference)
+    assert "no readable checkpoint to resume from: restarting from step 0" in output
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "truncated"])
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one(
+    tmp_path: Path, reference: list[dict], damage: str
+) -> None:
+    run_dir = kill(tmp_path / "runs", after_checkpoints=2)
+    newest = run_dir / "checkpoint.pt"
+    data = newest.read_bytes()
+    newest.write_bytes(os.urandom(4096) if damage == "random bytes" else data[: len(data) // 2])
+    output = resume(tmp_path / "runs", reference)
+    assert "checkpoint unreadable: checkpoint.pt" in output
+    assert "resuming" in output and "from checkpoint.prev.pt" in output
+
+
+def test_no_readable_checkpoint_restarts_cleanly_with_one_line(
+    tmp_path: Path, reference: list[dict]
+) -> None:
+    run_dir = kill(tmp_path / "runs", after_checkpoints=2)
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):
+        (run_dir / name).write_bytes(b"not a checkpoint")
+    output = resume(tmp_path / "runs", reference)
+    assert output.count("checkpoint unreadable") == 2
+    assert "no readable checkpoint to resume from: restarting from step 0" in output
+
+
+def test_a_torn_last_metrics_line_is_left_out(tmp_path: Path, reference: list[dict]) -> None:
+    """A kill in the middle of a write leaves half a line at the end of metrics.jsonl."""
+    run_dir = kill(tmp_path / "runs", after_checkpoints=1)
+    with (run_dir / "metrics.jsonl").open("a") as stream:
+        stream.write('{"step": 999, "train/lo')
+    assert "resuming" in resume(tmp_path / "runs", reference)

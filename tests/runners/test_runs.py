@@ -5,6 +5,7 @@ skip and force."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -68,10 +69,16 @@ def test_metric_names(train_quick, tmp_path: Path) -> None:
     assert sum(summary["time"]["phases_s"].values()) == pytest.approx(
         summary["time"]["train_s"], rel=0.05
     )
+    # the machine's load beside the clock, so that a busy machine's timings can be told
+    load = summary["machine_load"]
+    assert load["cpu_count"] == os.cpu_count() and load["samples"] == 1 + 3  # start, 3 evals
+    assert 0 <= load["load_1min_mean"] <= load["load_1min_max"]
+    assert summary["time"]["process_s"] > 0  # CPU seconds of the process, beside train_s
     environment = json.loads((run_dir / "environment.json").read_text())
     assert {"torch", "cuda", "device", "device_name", "cpu_threads", "git_commit"} <= set(
         environment
     )
+    assert environment["load_1min_at_start"] >= 0
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["optimizer"]["lr"] == 0.01 and config["paths"]["runs_dir"] == str(
         tmp_path / "runs"

@@ -48,7 +48,12 @@ def test_a_warm_start_that_changes_weights_is_an_error(tmp_path: Path) -> None:
         "optimizer._target_=tests.runners.warm_start_optimizers.WeightChangingWarmStart",
         runs_dir=tmp_path / "runs",
     )
-    assert result.returncode != 0
-    assert "warm_start changed the weights of" in result.stderr
+    assert result.returncode == 1
+    # one line on the console, the traceback in the run directory
+    assert "warm_start changed the weights of" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
     (run_dir,) = run_dirs(tmp_path / "runs")
-    assert read_summary(run_dir)["status"] == "failed"
+    summary = read_summary(run_dir)
+    assert summary["status"] == "failed"
+    assert "warm_start changed the weights of" in summary["error"]
+    assert "Traceback" in (run_dir / "error.txt").read_text()
