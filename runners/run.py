@@ -115,17 +115,6 @@ def _execute_locked(cfg: DictConfig, records: RunRecords, identity: RunIdentity)
         "started_at": previous.get("started_at") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "run_dir": str(run_dir),
     }
-    if identity.tuned is False:
-        log.warning(
-            "no conf/tuned/%s/%s.yaml: optimizer=%s runs with its defaults "
-            "(conf/optimizer/%s.yaml) and the command line's values, not with settings for "
-            "experiment=%s",
-            identity.experiment,
-            identity.optimizer,
-            identity.optimizer,
-            identity.optimizer,
-            identity.experiment,
-        )
     try:
         built = build_run(cfg, identity.model, identity.dataset)
     except UserInputError as error:

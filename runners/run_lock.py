@@ -12,6 +12,7 @@ holder (pid, host, start time, written to .lock.owner).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -22,6 +23,8 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from runners.records import RecordsWriteError, write_atomically
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
 OWNER_FILE = ".lock.owner"
@@ -43,9 +46,15 @@ def _owner_text(run_dir: Path) -> str:
 def run_directory_lock(run_dir: Path, wait_s: float) -> Iterator[None]:
     """Hold the run directory for the duration of the block, waiting up to wait_s for it."""
     run_dir = Path(run_dir)
-    lock = FileLock(run_dir / LOCK_FILE, timeout=max(wait_s, 0.0))
+    lock = FileLock(run_dir / LOCK_FILE)
     try:
-        lock.acquire()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info(
+                "%s is in use by %s: waiting up to %g s", run_dir, _owner_text(run_dir), wait_s
+            )
+            lock.acquire(timeout=max(wait_s, 0.0))
     except Timeout:  # (an OSError itself: before the next clause)
         raise RunDirectoryBusy(
             f"{run_dir} is in use by {_owner_text(run_dir)} (waited {wait_s:g} s; "

@@ -60,15 +60,27 @@ def optimizer_label(cfg: DictConfig, choice: str | None, overrides: list[str]) -
 
 
 def has_tuned_settings(experiment: str, optimizer_choice: str | None) -> bool | None:
-    """Whether conf/tuned/<experiment>/<optimizer>.yaml exists (Hydra's search path); None
-    without an experiment, or when Hydra cannot be asked."""
+    """Whether conf/tuned/<experiment>/<optimizer>.yaml exists (Hydra's search path), with a
+    warning when it does not; None without an experiment, or when Hydra cannot be asked."""
     if experiment == DEFAULT_EXPERIMENT or not optimizer_choice:
         return None
     try:
         loader = GlobalHydra.instance().config_loader()
-        return optimizer_choice in loader.get_group_options(f"tuned/{experiment}")
+        tuned = optimizer_choice in loader.get_group_options(f"tuned/{experiment}")
     except Exception:  # no Hydra context (a launcher's remote job may not rebuild one)
         return None
+    if not tuned:
+        log.warning(
+            "no conf/tuned/%s/%s.yaml: optimizer=%s runs with its defaults "
+            "(conf/optimizer/%s.yaml) and the command line's values, not with settings for "
+            "experiment=%s",
+            experiment,
+            optimizer_choice,
+            optimizer_choice,
+            optimizer_choice,
+            experiment,
+        )
+    return tuned
 
 
 def identify(cfg: DictConfig) -> RunIdentity:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import read_metrics, read_summary, run_dirs, run_train
-from tests.runners.test_resume import comparable
+from tests.runners.processes import comparable
 from tests.runners.warm_start_optimizers import WARM_START_SECONDS
 
 # ResNet-32 has BatchNorm, whose running statistics a training-mode forward pass moves.
