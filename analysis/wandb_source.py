@@ -31,18 +31,21 @@ from pathlib import Path
 from typing import Any
 
 from analysis.sweep import SourceError, Sweep, build_sweep, run_row
+from contract.records import COMPLETED, FAILED, INTERRUPTED, MACHINE_LOAD, RUNNING
 
 # W&B's run states -> the harness's statuses, for runs whose summary has no `status` (the
-# sink writes it when the run ends, so these are runs that never ended properly).
+# sink writes it when the run ends, so these are runs that never ended properly). A crashed
+# W&B run is a process that died without a word (the harness says `failed` itself when it
+# fails): a kill, which the local records keep as `running`, resumable.
 STATE_STATUS = {
-    "finished": "completed",
-    "running": "running",
-    "pending": "running",
-    "preempting": "running",
-    "failed": "failed",
-    "crashed": "failed",
-    "killed": "failed",
-    "preempted": "failed",
+    "finished": COMPLETED,
+    "running": RUNNING,
+    "pending": RUNNING,
+    "crashed": RUNNING,
+    "preempting": INTERRUPTED,
+    "preempted": INTERRUPTED,
+    "failed": FAILED,
+    "killed": FAILED,
 }
 # W&B stores non-finite numbers as these strings
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -173,7 +176,7 @@ def summary_from_wandb(run: WandbRun, records: list[dict[str, Any]]) -> dict[str
     identity = dict(run.config.get("run") or {})
     identity.setdefault("run_id", run.wandb_id)
     identity.setdefault("group", run.group)
-    status = run.summary.get("status") or STATE_STATUS.get(run.state.lower(), "running")
+    status = run.summary.get("status") or STATE_STATUS.get(run.state.lower(), RUNNING)
     evaluations = [record for record in records if "train/full_loss" in record]
     final = evaluations[-1] if evaluations else {}
     last = records[-1] if records else {}
@@ -203,6 +206,7 @@ def summary_from_wandb(run: WandbRun, records: list[dict[str, Any]]) -> dict[str
             "per_step_s": train_s / steps if train_s is not None and steps else None,
             "phases_s": phases,
         },
+        MACHINE_LOAD: run.summary.get(MACHINE_LOAD),  # the sink writes it when the run ends
     }
 
 

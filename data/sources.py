@@ -13,14 +13,51 @@ from collections.abc import Callable
 from pathlib import Path
 
 from data.augment import normalize_splits
-from data.cifar import load_cifar10, load_cifar100
-from data.matlab_sources import load_curves, load_faces
 from data.schema import DatasetConfig
 from data.synthetic import make_synthetic
 from data.tensors import Splits
-from data.torchvision_sources import load_fashion_mnist, load_mnist
 
 DEFAULT_SYNTHETIC_SIZES = (512, 256)
+
+# The loaders of files import torchvision, which takes ~2 s to import (it loads torch's
+# compiler stack): each is imported when its data set is loaded, so that a run on other data,
+# and every test that starts a run, does not pay for it.
+
+
+def _fashion_mnist(cfg: DatasetConfig, data_dir: Path) -> Splits:
+    from data.torchvision_sources import load_fashion_mnist
+
+    return load_fashion_mnist(data_dir, cfg.download)
+
+
+def _mnist(cfg: DatasetConfig, data_dir: Path) -> Splits:
+    from data.torchvision_sources import load_mnist
+
+    return load_mnist(data_dir, cfg.download)
+
+
+def _cifar10(cfg: DatasetConfig, data_dir: Path) -> Splits:
+    from data.cifar import load_cifar10
+
+    return load_cifar10(data_dir, cfg.download)
+
+
+def _cifar100(cfg: DatasetConfig, data_dir: Path) -> Splits:
+    from data.cifar import load_cifar100
+
+    return load_cifar100(data_dir, cfg.download)
+
+
+def _faces(cfg: DatasetConfig, data_dir: Path) -> Splits:
+    from data.matlab_sources import load_faces
+
+    return load_faces(data_dir, cfg.download, cfg.local_path)
+
+
+def _curves(cfg: DatasetConfig, data_dir: Path) -> Splits:
+    from data.matlab_sources import load_curves
+
+    return load_curves(data_dir, cfg.download, cfg.local_path)
 
 
 def _synthetic(cfg: DatasetConfig, data_dir: Path) -> Splits:
@@ -30,12 +67,12 @@ def _synthetic(cfg: DatasetConfig, data_dir: Path) -> Splits:
 
 
 SOURCES: dict[str, Callable[[DatasetConfig, Path], Splits]] = {
-    "fashion_mnist": lambda cfg, data_dir: load_fashion_mnist(data_dir, cfg.download),
-    "mnist": lambda cfg, data_dir: load_mnist(data_dir, cfg.download),
-    "cifar10": lambda cfg, data_dir: load_cifar10(data_dir, cfg.download),
-    "cifar100": lambda cfg, data_dir: load_cifar100(data_dir, cfg.download),
-    "faces": lambda cfg, data_dir: load_faces(data_dir, cfg.download, cfg.local_path),
-    "curves": lambda cfg, data_dir: load_curves(data_dir, cfg.download, cfg.local_path),
+    "fashion_mnist": _fashion_mnist,
+    "mnist": _mnist,
+    "cifar10": _cifar10,
+    "cifar100": _cifar100,
+    "faces": _faces,
+    "curves": _curves,
     "synthetic": _synthetic,
 }
 # Sources read from one file, which dataset.local_path may name.

@@ -26,7 +26,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from contract.records import FAILED, FINAL_STATUSES, INTERRUPTED
+from contract.records import FAILED, FINAL_STATUSES, INTERRUPTED, MACHINE_LOAD
 from runners.build import UserInputError, build_run, parameter_count
 from runners.checkpoint import load_checkpoint
 from runners.environment import collect_environment
@@ -206,7 +206,8 @@ def _train(
         return RunOutcome(FAILED, str(run_dir), f"{reason} (traceback: {records.error_path})")
     finally:
         if sink is not None:
-            sink.close(status, {"best": trainer.progress.best, "steps": trainer.progress.step})
+            summary = trainer.summary_fields(status)
+            sink.close(status, {key: summary[key] for key in ("best", "steps", MACHINE_LOAD)})
     log.info(
         "%s: %s after %d steps (%.1f s of training)",
         run_dir,

@@ -10,19 +10,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import QUICK, REPO
+from tests.conftest import QUICK, REPO, read_metrics, run_dirs, run_train
 
-# The MNIST autoencoder on synthetic data: a few seconds of training, slow enough per epoch
+# The MNIST autoencoder on synthetic data: about a second of training, slow enough per epoch
 # (32 steps) to be stopped inside an epoch.
+EPOCHS, STEPS_PER_EPOCH = 4, 32
 RESUMABLE = (
     *QUICK,
     "model=mnist_ae",
     "dataset.train_size=2048",
-    "trainer.max_epochs=8",
+    f"trainer.max_epochs={EPOCHS}",
     "trainer.log_every_steps=5",
 )
 TIMING_KEYS = ("time/", "mem/")
 DEADLINE_S = 120.0
+
+
+def uninterrupted_metrics(runs_dir: Path) -> list[dict]:
+    """The records of RESUMABLE run from start to end without a stop, into runs_dir."""
+    result = run_train(*RESUMABLE, runs_dir=runs_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run_dir,) = run_dirs(runs_dir)
+    return read_metrics(run_dir)
 
 
 def comparable(metrics: list[dict]) -> list[dict]:

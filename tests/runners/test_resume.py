@@ -9,26 +9,16 @@ import os
 import signal
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import read_metrics, read_summary, run_dirs, run_train
 from tests.runners.processes import (
+    EPOCHS,
     RESUMABLE,
+    STEPS_PER_EPOCH,
     TrainProcess,
     assert_no_duplicate_or_gap,
     has_checkpoint,
     metric_lines,
 )
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    """The records of the uninterrupted run."""
-    runs = tmp_path_factory.mktemp("uninterrupted")
-    result = run_train(*RESUMABLE, runs_dir=runs)
-    assert result.returncode == 0, result.stderr
-    (run_dir,) = run_dirs(runs)
-    return read_metrics(run_dir)
 
 
 def kill(runs_dir: Path, after_checkpoints: int) -> Path:
@@ -60,7 +50,7 @@ def resume(runs_dir: Path, reference: list[dict]) -> str:
     assert "Traceback" not in output
     (run_dir,) = run_dirs(runs_dir)
     summary = read_summary(run_dir)
-    assert summary["status"] == "completed" and summary["steps"] == 8 * 32
+    assert summary["status"] == "completed" and summary["steps"] == EPOCHS * STEPS_PER_EPOCH
     assert_no_duplicate_or_gap(read_metrics(run_dir), reference)
     return output
 
@@ -79,14 +69,12 @@ def test_kill_before_the_first_checkpoint_restarts_cleanly(
     assert "no readable checkpoint to resume from: restarting from step 0" in output
 
 
-@pytest.mark.parametrize("damage", ["random bytes", "truncated"])
-def test_a_damaged_checkpoint_falls_back_to_the_previous_one(
-    tmp_path: Path, reference: list[dict], damage: str
+def test_a_truncated_checkpoint_falls_back_to_the_previous_one(
+    tmp_path: Path, reference: list[dict]
 ) -> None:
     run_dir = kill(tmp_path / "runs", after_checkpoints=2)
     newest = run_dir / "checkpoint.pt"
-    data = newest.read_bytes()
-    newest.write_bytes(os.urandom(4096) if damage == "random bytes" else data[: len(data) // 2])
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     output = resume(tmp_path / "runs", reference)
     assert "checkpoint unreadable: checkpoint.pt" in output
     assert "resuming" in output and "from checkpoint.prev.pt" in output
@@ -95,9 +83,11 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one(
 def test_no_readable_checkpoint_restarts_cleanly_with_one_line(
     tmp_path: Path, reference: list[dict]
 ) -> None:
+    """The newest overwritten with random bytes, the previous truncated."""
     run_dir = kill(tmp_path / "runs", after_checkpoints=2)
-    for name in ("checkpoint.pt", "checkpoint.prev.pt"):
-        (run_dir / name).write_bytes(b"not a checkpoint")
+    (run_dir / "checkpoint.pt").write_bytes(os.urandom(4096))
+    previous = run_dir / "checkpoint.prev.pt"
+    previous.write_bytes(previous.read_bytes()[:1000])
     output = resume(tmp_path / "runs", reference)
     assert output.count("checkpoint unreadable") == 2
     assert "no readable checkpoint to resume from: restarting from step 0" in output

@@ -9,18 +9,18 @@ from pathlib import Path
 
 from tests.conftest import read_metrics, read_summary, run_dirs, run_train
 from tests.runners.processes import (
+    EPOCHS,
     RESUMABLE,
+    STEPS_PER_EPOCH,
     TrainProcess,
     assert_no_duplicate_or_gap,
     metric_lines,
 )
 
 
-def test_a_second_process_waits_then_skips_the_completed_run(tmp_path: Path) -> None:
-    reference_result = run_train(*RESUMABLE, runs_dir=tmp_path / "reference")
-    assert reference_result.returncode == 0, reference_result.stderr
-    reference = read_metrics(run_dirs(tmp_path / "reference")[0])
-
+def test_a_second_process_waits_then_skips_the_completed_run(
+    tmp_path: Path, reference: list[dict]
+) -> None:
     runs = tmp_path / "runs"
     first = TrainProcess.start(*RESUMABLE, runs_dir=runs, name="first")
     first.wait_for(lambda: metric_lines(runs) >= 2, "training")
@@ -45,6 +45,6 @@ def test_without_time_to_wait_the_second_process_leaves_the_run_alone(tmp_path: 
     assert first.wait() == 0, first.output()
     (run_dir,) = run_dirs(runs)
     summary = read_summary(run_dir)
-    assert summary["status"] == "completed" and summary["steps"] == 8 * 32
+    assert summary["status"] == "completed" and summary["steps"] == EPOCHS * STEPS_PER_EPOCH
     steps = [record["step"] for record in read_metrics(run_dir) if "train/loss" in record]
     assert steps == sorted(set(steps))  # one writer: every step record once, in order

@@ -25,15 +25,6 @@ from tests.runners.processes import (
 )
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    runs = tmp_path_factory.mktemp("uninterrupted")
-    result = run_train(*RESUMABLE, runs_dir=runs)
-    assert result.returncode == 0, result.stderr
-    (run_dir,) = run_dirs(runs)
-    return read_metrics(run_dir)
-
-
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stop_signal_checkpoints_and_the_rerun_resumes(
     tmp_path: Path, reference: list[dict], signum: int, status: int

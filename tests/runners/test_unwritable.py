@@ -47,14 +47,6 @@ def tmpfs(tmp_path: Path) -> Iterator[Tmpfs]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    runs = tmp_path_factory.mktemp("uninterrupted")
-    result = run_train(*RESUMABLE, runs_dir=runs)
-    assert result.returncode == 0, result.stderr
-    return read_metrics(run_dirs(runs)[0])
-
-
 def one_line_failure(result: subprocess.CompletedProcess[str], message: str) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 1, output

@@ -15,7 +15,7 @@ from tests.conftest import read_metrics, run_dirs, run_train
 from tests.runners.processes import RESUMABLE, TrainProcess, has_checkpoint, metric_lines
 from tests.runners.wandb_files import history_rows, offline_runs, wandb_records
 
-WANDB_RUN = (*RESUMABLE, "logger=wandb", "trainer.max_epochs=4")
+WANDB_RUN = (*RESUMABLE, "logger=wandb")
 W_AND_B_KEYS = ("_step", "_runtime", "_timestamp")
 
 
