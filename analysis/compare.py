@@ -22,11 +22,11 @@ import pandas as pd
 
 from analysis.figures.common import Drawn, Options
 from analysis.figures.curves import CurveSpec, curve_figure
-from analysis.load import load
+from analysis.load import load_for_command
 from analysis.machine_load import overload_warnings
 from analysis.results import Results
 from analysis.style import display_name, ordered, sort_key
-from analysis.sweep import SourceError, config_text
+from analysis.sweep import config_text
 from analysis.tables import cost_table, results_table, to_markdown
 from contract.records import COMPLETED, ENDED_BADLY, FULL_TRAIN_LOSS, STATUSES, UNFINISHED
 
@@ -144,13 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figure", type=Path, help="write the loss figure here (.png, .pdf)")
     parser.add_argument("--metric", default=FULL_TRAIN_LOSS, help="default: train/full_loss")
     args = parser.parse_args(argv)
-    try:
-        sweep = load(args.runs)
-    except SourceError as error:
-        print(error, file=sys.stderr)
-        return 1
-    if sweep.runs.empty:
-        print(f"no runs in {args.runs}", file=sys.stderr)
+    sweep = load_for_command(args.runs)
+    if sweep is None:
         return 1
     results = Results.of(sweep)
     print(comparison_markdown(results))

@@ -12,6 +12,7 @@ A run directory holds config.yaml, metrics.jsonl and summary.json (runners.recor
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,20 @@ def load(source: Path | str) -> Sweep:
             "wandb:<entity>/<project> or wandb-offline:<folder>"
         )
     return load_local(text)
+
+
+def load_for_command(source: Path | str) -> Sweep | None:
+    """The sweep at `source` for a command (compare, figures, report): None, after one line on
+    stderr, when it cannot be read or holds no runs (the command then exits with status 1)."""
+    try:
+        sweep = load(source)
+    except SourceError as error:
+        print(error, file=sys.stderr)
+        return None
+    if sweep.runs.empty:
+        print(f"no runs in {source}", file=sys.stderr)
+        return None
+    return sweep
 
 
 def load_summaries(root: Path | str) -> pd.DataFrame:

@@ -21,12 +21,12 @@ import pandas as pd
 from analysis.aggregate import BANDS
 from analysis.figures import FIGURE_NAMES, draw
 from analysis.figures.common import LOSS_METRICS, Options, save
-from analysis.load import load
+from analysis.load import load_for_command
 from analysis.machine_load import overload_warnings
 from analysis.results import Results
 from analysis.selection import selection_markdown
 from analysis.style import display_name
-from analysis.sweep import STATUSES, SourceError
+from analysis.sweep import STATUSES
 from analysis.tables import all_tables, parse_targets, to_markdown, write_table
 
 FIGURE_CAPTIONS = {
@@ -146,13 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", nargs="+", default=["png", "pdf"], choices=["png", "pdf"])
     parser.add_argument("--target", nargs="*", default=[], help="problem=value overrides")
     args = parser.parse_args(argv)
-    try:
-        sweep = load(args.runs)
-    except SourceError as error:
-        print(error, file=sys.stderr)
-        return 1
-    if sweep.runs.empty:
-        print(f"no runs in {args.runs}", file=sys.stderr)
+    sweep = load_for_command(args.runs)
+    if sweep is None:
         return 1
     out = args.out or Path("reports") / Path(str(args.runs).split(":")[-1]).name
     results = Results.of(sweep, targets=parse_targets(args.target))

@@ -19,9 +19,8 @@ from pathlib import Path
 from analysis.aggregate import BANDS
 from analysis.figures import FIGURE_NAMES, draw, wanted_problems
 from analysis.figures.common import FORMATS, LOSS_METRICS, Options, save
-from analysis.load import load
+from analysis.load import load_for_command
 from analysis.results import Results
-from analysis.sweep import SourceError
 from analysis.tables import parse_targets
 
 
@@ -55,13 +54,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        sweep = load(args.runs)
-    except SourceError as error:
-        print(error, file=sys.stderr)
-        return 1
-    if sweep.runs.empty:
-        print(f"no runs in {args.runs}", file=sys.stderr)
+    sweep = load_for_command(args.runs)
+    if sweep is None:
         return 1
     results = Results.of(sweep, targets=parse_targets(args.target))
     options = Options(
