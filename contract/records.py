@@ -47,6 +47,8 @@ TRAIN_ACCURACY = "train/accuracy"  # classifiers
 PROCESS_S = "time/process_s"  # CPU seconds of the process over the training clock's regions
 EVAL_S = "time/eval_s"
 WARM_START_S = "time/warm_start_s"
+WEIGHT_SQ_NORM = "model/weight_sq_norm"  # ||w||^2 over every parameter: the K-BFGS paper
+#   plots the full training loss + 0.5 tau ||w||^2 (analysis adds the term)
 PEAK_BYTES = "mem/peak_bytes"
 OPTIMIZER_STATE_BYTES = "mem/optimizer_state_bytes"
 PHASE_PREFIX = "time/phase/"

@@ -20,8 +20,9 @@ against ~7 for ResNet-32). From the first epoch on, evaluation is the usual eval
 Metric names are contract.records' (the analysis reads them):
     every log_every_steps steps: step, epoch, train/loss, train/loss_ema, time/train_s, lr
     every evaluation, also: train/full_loss, test/loss, test/accuracy and train/accuracy
-        (classifiers), time/process_s, time/eval_s, time/warm_start_s, mem/peak_bytes,
-        mem/optimizer_state_bytes, time/phase/<phase>_s (optimizers.phases)
+        (classifiers), time/process_s, time/eval_s, time/warm_start_s,
+        model/weight_sq_norm, mem/peak_bytes, mem/optimizer_state_bytes,
+        time/phase/<phase>_s (optimizers.phases)
 `step` counts optimizer steps; `epoch` is step / steps_per_epoch; times are cumulative.
 
 A non-finite training loss ends the run with status `diverged`: recorded, closed, and not an
@@ -62,6 +63,7 @@ from contract.records import (
     TRAIN_LOSS_EMA,
     TRAIN_S,
     WARM_START_S,
+    WEIGHT_SQ_NORM,
     phase_metric,
 )
 from optimizers.phases import PHASES, phase
@@ -78,6 +80,13 @@ from runners.progress import ProgressBar
 from runners.records import RunRecords
 
 log = logging.getLogger(__name__)
+
+
+def weight_sq_norm(model: torch.nn.Module) -> float:
+    """||w||^2 over every parameter (weights and biases), in float64."""
+    with torch.no_grad():
+        return float(sum(p.double().square().sum() for p in model.parameters()))
+
 
 # best value of a metric = min or max over the run's evaluations
 BEST_OF: dict[str, Callable[[float, float], float]] = {
@@ -338,6 +347,7 @@ class Trainer:
         record[PROCESS_S] = self.clock.process_s
         record[EVAL_S] = self.progress.eval_s
         record[WARM_START_S] = self.progress.warm_start_s
+        record[WEIGHT_SQ_NORM] = weight_sq_norm(built.model)
         record[PEAK_BYTES] = peak_memory_bytes(built.device)
         record[OPTIMIZER_STATE_BYTES] = optimizer_state_bytes(built.optimizer)
         for name in PHASES:

@@ -54,3 +54,14 @@ def test_batch_statistics_leave_the_running_statistics_unchanged(network_and_dat
 def test_which_networks_have_batch_norm() -> None:
     assert has_batch_norm(CifarResNet(input_shape=[3, 32, 32], num_classes=10))
     assert not has_batch_norm(MLP(input_shape=[1, 28, 28], num_classes=10, hidden_sizes=[8]))
+
+
+def test_the_weight_norm_is_every_parameters_squares() -> None:
+    from runners.trainer import weight_sq_norm
+
+    model = MLP(input_shape=[1, 2, 2], num_classes=3, hidden_sizes=[2])
+    expected = sum(float((p.double() ** 2).sum()) for p in model.parameters())
+    assert weight_sq_norm(model) == pytest.approx(expected, rel=1e-12)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    assert weight_sq_norm(model) != pytest.approx(expected)  # weights and biases count

@@ -25,6 +25,7 @@ EPOCH_KEYS = {
     "time/train_s",
     "time/process_s",
     "time/eval_s",
+    "model/weight_sq_norm",
     "mem/peak_bytes",
 }
 OPTIMIZER_CONFIGS = sorted(path.stem for path in (CONF_DIR / "optimizer").glob("*.yaml"))
@@ -61,6 +62,7 @@ def test_metric_names(train_quick, tmp_path: Path) -> None:
     for record in epoch_records(metrics):
         assert EPOCH_KEYS - {"train/loss_ema"} <= set(record)
         assert record["time/eval_s"] > 0
+        assert record["model/weight_sq_norm"] > 0
     assert set(epoch_records(metrics)[-1]) >= EPOCH_KEYS
     times = [record["time/train_s"] for record in metrics]
     assert times == sorted(times) and times[-1] > 0  # cumulative training clock
