@@ -15,8 +15,10 @@ facebookresearch/optimizers' PreconditionerList and ASDL's gradient makers:
 and `step` does the rest, with t the step counter from 0, T1 = curvature_every and
 T2 = inverse_every:
 
-    statistics refreshed           when t % T1 == 0
+    statistics refreshed           when t % T1 == 0 (but at t = 0 after a warm start, for
+                                   the methods whose authors do not: TNT, Shampoo, K-BFGS)
     inverses recomputed            when t % T1 == 0 while t < T2, then when t % T2 == 0
+                                   (or only when t % T2 == 0: early_inverses=False)
     g <- g + l2*W                  coupled L2 (a separate field from weight decay)
     m <- mu*m + (1 - dampening)*g  momentum on the raw gradient, m starting at 0
     W <- (1 - lr*wd)*W - lr*D      decoupled weight decay scaled by the learning rate
@@ -84,9 +86,10 @@ def check_fraction(name: str, value: Any, include_one: bool = False) -> None:
         raise ValueError(f"Invalid {name} value: {value} (must be in {interval})")
 
 
-def inverses_due(step: int, curvature_every: int, inverse_every: int) -> bool:
-    """Every T1 steps while t < T2, every T2 steps afterwards."""
-    if step < inverse_every:
+def inverses_due(step: int, curvature_every: int, inverse_every: int, early: bool = True) -> bool:
+    """Every T1 steps while t < T2, every T2 steps afterwards; only every T2 steps, from
+    t = 0, without the early refreshes (the authors' Shampoo on the autoencoders)."""
+    if early and step < inverse_every:
         return step % curvature_every == 0
     return step % inverse_every == 0
 
@@ -132,6 +135,11 @@ class CurvatureOptimizer(torch.optim.Optimizer):
 
     # Shampoo's statistics_decay = 1 means a plain sum (the original Shampoo); others need < 1.
     statistics_decay_may_be_one = False
+    # Whether step 0 refreshes the statistics again after a warm start: the authors' KFAC
+    # does, their TNT, Shampoo and K-BFGS (its A) do not (the warm start's average is the
+    # statistic of step 0); a method that sets this False runs `_pass_without_statistics`
+    # at that step instead.
+    refresh_statistics_after_warm_start = True
 
     def __init__(
         self,
@@ -146,6 +154,7 @@ class CurvatureOptimizer(torch.optim.Optimizer):
         inverse_every: int,
         statistics_decay: float,
         warm_start: bool,
+        early_inverses: bool = True,
         **method_defaults: Any,
     ) -> None:
         if not lr >= 0.0:
@@ -159,6 +168,10 @@ class CurvatureOptimizer(torch.optim.Optimizer):
         check_fraction("statistics_decay", statistics_decay, self.statistics_decay_may_be_one)
         if not isinstance(warm_start, bool):
             raise ValueError(f"Invalid warm_start value: {warm_start!r} (must be true or false)")
+        if not isinstance(early_inverses, bool):
+            raise ValueError(
+                f"Invalid early_inverses value: {early_inverses!r} (must be true or false)"
+            )
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -172,6 +185,7 @@ class CurvatureOptimizer(torch.optim.Optimizer):
         self.inverse_every = inverse_every
         self.statistics_decay = statistics_decay
         self.warm_start_enabled = warm_start
+        self.early_inverses = early_inverses
         self.state[SCHEDULE] = {"step": 0, "statistics_updates": 0, "inverse_failures": 0}
 
     # --------------------------------------------------------------------- for subclasses
@@ -185,6 +199,13 @@ class CurvatureOptimizer(torch.optim.Optimizer):
         self, momenta: dict[Tensor, Tensor], gradients: dict[Tensor, Tensor]
     ) -> dict[Tensor, Tensor]:
         raise NotImplementedError
+
+    def _pass_without_statistics(self, closure: Callable[[], Tensor]) -> Tensor:
+        """Step 0 after a warm start, for a method that does not refresh its statistics
+        there (refresh_statistics_after_warm_start = False): the step's forward and backward
+        pass only. A method that needs something of that pass (K-BFGS: the layers' means for
+        its second pass) overrides it."""
+        return call_closure(closure)
 
     def _after_update(self, closure: Callable[[], Tensor], refreshed: bool) -> None:
         """Called after the weights moved, with whether the inverses were refreshed on this
@@ -256,9 +277,12 @@ class CurvatureOptimizer(torch.optim.Optimizer):
             )
         schedule = self.state[SCHEDULE]
         step = schedule["step"]
+        warm_started = step == 0 and schedule["statistics_updates"] > 0
         try:
             with torch.enable_grad():
-                if step % self.curvature_every == 0:
+                if warm_started and not self.refresh_statistics_after_warm_start:
+                    loss = self._pass_without_statistics(closure)
+                elif step % self.curvature_every == 0:
                     # the closure marks its own forward_backward phase inside this one
                     first = schedule["statistics_updates"] == 0
                     with phase("statistics"):
@@ -270,7 +294,7 @@ class CurvatureOptimizer(torch.optim.Optimizer):
                     loss = call_closure(closure)
         except NonFiniteLoss as diverged:
             return diverged.loss  # nothing is updated from a non-finite loss
-        refresh = inverses_due(step, self.curvature_every, self.inverse_every)
+        refresh = inverses_due(step, self.curvature_every, self.inverse_every, self.early_inverses)
         if refresh:
             with phase("inversion"):
                 self._update_inverses()

@@ -1,40 +1,54 @@
 """K-BFGS and K-BFGS(L): Kronecker-factored quasi-Newton updates.
 
 Goldfarb, Ren & Bahamou (2020), "Practical quasi-Newton methods for training deep neural
-networks" (NeurIPS). Each Linear layer s = W a + b, with homogeneous a_tilde = [a; 1] and
-gradient matrix [dW | db] (d_out x (d_in+1)), has its block Hessian approximated by A (x) G,
-with running inverses H_a ~ A^-1 and H_g ~ G^-1. With t the step, T1 = curvature_every and
-T2 = inverse_every (optimizers.base's schedule), lambda = damping:
+networks" (NeurIPS), as the authors' code (renyiryry/kbfgs_neurips2020_public) runs it. Each
+Linear layer s = W a + b, with homogeneous a_tilde = [a; 1] and gradient matrix [dW | db]
+(d_out x (d_in+1)), has its block Hessian approximated by A (x) G, with running inverses
+H_a ~ A^-1 and H_g ~ G^-1. With lambda = damping, one iteration t, in the authors' order
+(their `Kron_BFGS_update`, called on every iteration: kbfgs_utils.py, training_function.py
+l.243):
 
-    g <- g + l2*W,  m <- mu*m + (1 - dampening)*g               every step (optimizers.base)
-    A <- rho*A + (1-rho) * (1/N) sum_n a_tilde_n a_tilde_n^T     every T1 steps
-    A_lm = A + sqrt(lambda)*I
-    H_a = A_lm^-1 (Cholesky) at the first refresh; afterwards the Hessian-action BFGS
-        update with s_a = H_a a_bar, y_a = A_lm s_a  (a_bar = mean_n a_tilde_n)     on refresh
-    D = H_g M H_a  (M the momentum buffer as [m_W | m_b]),  W <- (1 - lr*wd)*W - lr*D
-    on refresh steps, after the update, a second forward/backward pass on the SAME mini-batch
-    at the new weights (the step's closure called again, true labels):
-        s_g = mean_n s_n(new) - mean_n s_n(old),  y_g = mean_n g_n(new) - mean_n g_n(old)
-        with s the layer's pre-activations and g_n = N * dLoss/ds_n;
-        (s_g, y_g) <- running average of the pairs (pair_decay),
-        double damping: Powell on H_g (mu1 = powell_mu1), then Levenberg-Marquardt
-            (mu2 = sqrt(lambda))  (optimizers.quasi_newton),
-        H_g <- BFGS(H_g, s_g, y_g) from H_g = I                     (inverse: bfgs, K-BFGS)
-        or the pair joins the last `history` pairs, and H_g v is the L-BFGS two-loop from
-        H0 = I                                                    (inverse: lbfgs, K-BFGS(L))
-    An update with s^T y <= 0 or a non-finite result is skipped and counted
-    (`skipped_updates`).
+    1. the step's forward/backward pass (true labels); g <- g + l2*W;
+       m <- mu*m + (1 - dampening)*g                              (optimizers.base)
+    2. A <- rho*A + (1-rho) * (1/N) sum_n a_tilde_n a_tilde_n^T     (not at t = 0 after a
+       warm start: the warm start's average is step 0's A);  A_lm = A + sqrt(lambda)*I
+    3. at the first iteration H_a = A_lm^-1 (Cholesky); H_g = I
+    4. D = H_g M H_a  (M the momentum buffer as [m_W | m_b]);  W <- (1 - lr*wd)*W - lr*D
+    5. a second forward/backward pass on the SAME mini-batch at the new weights (the step's
+       closure called again, true labels), and per layer:
+         s_g = mean_n s_n(new) - mean_n s_n(old),  y_g = mean_n g_n(new) - mean_n g_n(old)
+             with s the pre-activations and g_n = N * dLoss/ds_n;
+         (s_g, y_g) <- pair_decay * (s_g, y_g)_avg + (1 - pair_decay) * (s_g, y_g), the
+             average starting at zero (training_utils.py l.164): since BFGS, both dampings
+             and the skip test below ignore a common scale of the pair, this is the
+             bias-corrected average exactly;
+         double damping of a copy (the average stays undamped): Powell on H_g (mu1 =
+             powell_mu1), then Levenberg-Marquardt (mu2 = sqrt(lambda))  (optimizers.
+             quasi_newton);
+         H_g <- BFGS(H_g, s_g, y_g)                                  (inverse: bfgs, K-BFGS)
+             or the pair joins the last `history` pairs, and H_g v is the L-BFGS two-loop
+             from H0 = I                                           (inverse: lbfgs, K-BFGS(L))
+       6. H_a <- BFGS(H_a, s_a, y_a) with s_a = H_a a_bar, y_a = A_lm s_a (this iteration's
+          A_lm; a_bar = mean_n a_tilde_n of the first pass): the Hessian-action update
+    Steps 5 and 6 update H_g and H_a for the NEXT iteration (kbfgs_utils.py l.102-188).
 
-Refresh steps are those of the project's shared schedule: every T1 steps while t < T2, every
-T2 steps afterwards (the reference code updates H_a and H_g every 20 steps,
-`Kron_BFGS_A_inv_freq`). Layers other than Linear (Conv2d, BatchNorm, ...) take the plain
-momentum step D = m, listed once in a warning when the optimizer is built.
+Skip rule (the authors' `get_BFGS_formula`, kbfgs_utils.py l.440-458, and the L-BFGS pair
+test, l.344-353): an update (or a pair) is skipped, and counted in `skipped_updates`, when
+s^T y <= 0, when s^T y <= min_curvature_ratio * (s^T s) * ||g_k|| (1e-4; g_k = mean_n g_n of
+the first pass for H_g, a_bar for H_a), or when the result is not finite.
 
-Note: the running averages (A's and the pairs') start at their first estimate, not at 0 as
-in the reference code's pair average; BFGS and both dampings are invariant to scaling a pair,
-so only the weighting of later pairs differs slightly. The second pass runs in training mode
-and leaves the model's buffers (BatchNorm running statistics) and `.grad` (the step's
-gradient) as they were before it.
+Schedule: with inverse_every = 1 (the default, and what the authors ran) steps 5 and 6 run
+on every iteration. `inverse_every: T2 > 1` is sobench's cheaper interval variant, not the
+paper's method: the second pass and the updates of H_g and H_a then run only on the steps of
+the shared schedule (every curvature_every steps while t < T2, every T2 steps afterwards);
+the authors' code sets a `Kron_BFGS_A_inv_freq = 20` but never reads it. Layers other than
+Linear (Conv2d, BatchNorm, ...) take the plain momentum step D = m, listed once in a warning
+when the optimizer is built.
+
+Note: the second pass runs in training mode and leaves the model's buffers (BatchNorm running
+statistics) and `.grad` (the step's gradient) as they were before it. The authors' warm start
+averages A with forward passes only; this one runs the closure (forward and backward) for
+each warm-start batch, outside the training clock, with the same A.
 """
 
 from __future__ import annotations
@@ -53,13 +67,19 @@ from optimizers.base import (
     CurvatureOptimizer,
     NonFiniteLoss,
     check_fraction,
+    check_non_negative,
     parse_choice,
 )
 from optimizers.curvature import CapturedLayer, CurvatureCapture, LayerKind, layer_directions
 from optimizers.linalg import damped_inverse, damping_only
 from optimizers.phases import phase
 from optimizers.precision import MatmulPrecision, matmul
-from optimizers.quasi_newton import bfgs_update, double_damping, lbfgs_apply
+from optimizers.quasi_newton import (
+    bfgs_update,
+    curvature_threshold,
+    double_damping,
+    lbfgs_apply,
+)
 from optimizers.statistics import accumulate_gram_average
 
 ACTIVATION_FACTOR = "activation_factor"  # A
@@ -91,12 +111,16 @@ class KBFGS(CurvatureOptimizer):
         lr: alpha. damping: lambda (sqrt(lambda) damps A and is the Levenberg-Marquardt mu2).
         momentum, momentum_dampening, weight_decay, l2: optimizers.base (the paper: momentum
             0.9 with dampening 0.9, i.e. m <- 0.9 m + 0.1 g, and l2 = 1e-5).
-        curvature_every: T1, steps between refreshes of A.
-        inverse_every: T2, steps between refreshes of H_a and H_g (every T1 while t < T2); a
-            multiple of curvature_every, so that every refresh has this step's activations.
+        curvature_every: T1, steps between refreshes of A (the authors: 1).
+        inverse_every: T2, steps between the second passes and the updates of H_g and H_a
+            (the authors: 1, every step; > 1 is sobench's interval variant, module
+            docstring); a multiple of curvature_every, so that every refresh has this
+            step's activations.
         statistics_decay: rho of A's running average.
-        pair_decay: the running average of the (s_g, y_g) pairs.
+        pair_decay: the running average of the (s_g, y_g) pairs, from zero.
         powell_mu1: mu1 of Powell's damping on H_g, in (0, 1).
+        min_curvature_ratio: an update is skipped when s^T y <= this * s^T s * ||g_k||
+            (the authors' 1e-4; 0 skips only s^T y <= 0).
         inverse: "bfgs" (K-BFGS) or "lbfgs" (K-BFGS(L)).
         history: the number of pairs K-BFGS(L) keeps (0 keeps H_g = I).
         warm_start: average A over the trainer's warm-start batches before step 0.
@@ -115,10 +139,11 @@ class KBFGS(CurvatureOptimizer):
         weight_decay: float = 0.0,
         l2: float = 1e-5,
         curvature_every: int = 1,
-        inverse_every: int = 20,
+        inverse_every: int = 1,
         statistics_decay: float = 0.9,
         pair_decay: float = 0.9,
         powell_mu1: float = 0.2,
+        min_curvature_ratio: float = 1e-4,
         inverse: str = "bfgs",
         history: int = 100,
         warm_start: bool = True,
@@ -130,6 +155,7 @@ class KBFGS(CurvatureOptimizer):
         check_fraction("pair_decay", pair_decay)
         if not 0.0 < powell_mu1 < 1.0:
             raise ValueError(f"Invalid powell_mu1 value: {powell_mu1} (must be in (0, 1))")
+        check_non_negative("min_curvature_ratio", min_curvature_ratio)
         if isinstance(history, bool) or not isinstance(history, int) or history < 0:
             raise ValueError(f"Invalid history value: {history} (must be a non-negative integer)")
         self.inverse = parse_choice(GradientInverse, "inverse", inverse)
@@ -153,6 +179,7 @@ class KBFGS(CurvatureOptimizer):
             )
         self.pair_decay = pair_decay
         self.powell_mu1 = powell_mu1
+        self.min_curvature_ratio = min_curvature_ratio
         self.history = history
         self.model = model
         self.state[SCHEDULE]["skipped_updates"] = 0
@@ -162,51 +189,62 @@ class KBFGS(CurvatureOptimizer):
         )
         self.capture.warn_unsupported("K-BFGS")
 
+    # the authors keep the warm start's A at step 0 (kbfgs_utils.py l.75-76)
+    refresh_statistics_after_warm_start = False
+
     @property
     def layers(self) -> list[CapturedLayer]:
         return self.capture.layers
 
     @property
     def skipped_updates(self) -> int:
-        """BFGS updates of H_a or H_g skipped (s^T y <= 0 or a non-finite result)."""
+        """BFGS updates of H_a or H_g, or L-BFGS pairs, skipped (the skip rule)."""
         return int(self.state[SCHEDULE]["skipped_updates"])
 
     # ------------------------------------------------------------------ the three phases
     def _statistics_step(self, closure: Callable[[], Tensor], decay: float) -> Tensor:
+        """The step's pass, its means, and A's running average (step 2)."""
+        return self._record_first_pass(closure, decay)
+
+    def _pass_without_statistics(self, closure: Callable[[], Tensor]) -> Tensor:
+        """Step 0 after a warm start: the pass and its means, A kept as the warm start left
+        it."""
+        return self._record_first_pass(closure, None)
+
+    def _record_first_pass(self, closure: Callable[[], Tensor], decay: float | None) -> Tensor:
         loss = self.capture.record_step(closure, sampled=False, method="K-BFGS")
         for layer in self.layers:
             state = self.state[layer.weight]
             a = layer.activations().flatten(0, 1)
-            state[ACTIVATION_FACTOR] = accumulate_gram_average(
-                state.get(ACTIVATION_FACTOR),
-                a,
-                decay,
-                1.0 / layer.batch_size,
-                self.matmul_precision,
-            )
+            if decay is not None:
+                state[ACTIVATION_FACTOR] = accumulate_gram_average(
+                    state.get(ACTIVATION_FACTOR),
+                    a,
+                    decay,
+                    1.0 / layer.batch_size,
+                    self.matmul_precision,
+                )
             state[MEAN_ACTIVATION] = a.mean(dim=0)
             state[MEAN_PRE_ACTIVATION], state[MEAN_OUTPUT_GRADIENT] = _layer_means(layer)
         self.capture.clear()
         return loss
 
     def _update_inverses(self) -> None:
+        """At the first refresh only: H_a = A_lm^-1 (step 3). Later refreshes update H_a by
+        BFGS after the second pass, for the next step (`_after_update`)."""
         groups = self._group_of()
         for layer in self.layers:
             state = self.state[layer.weight]
+            if ACTIVATION_INVERSE in state:
+                continue
             factor = state[ACTIVATION_FACTOR]
             root_damping = math.sqrt(groups[layer.weight]["damping"])
-            inverse = state.get(ACTIVATION_INVERSE)
-            if inverse is None:  # the first refresh: H_a = A_lm^-1
-                inverse = self._inverse_or_previous(
-                    partial(damped_inverse, factor, root_damping),
-                    None,
-                    partial(damping_only, factor, root_damping),
-                )
-                state[ACTIVATION_INVERSE] = (inverse + inverse.mT) / 2
-                continue
-            s = inverse @ state[MEAN_ACTIVATION]
-            y = factor @ s + root_damping * s  # A_lm s
-            self._bfgs_or_skip(state, ACTIVATION_INVERSE, s, y)
+            inverse = self._inverse_or_previous(
+                partial(damped_inverse, factor, root_damping),
+                None,
+                partial(damping_only, factor, root_damping),
+            )
+            state[ACTIVATION_INVERSE] = (inverse + inverse.mT) / 2
 
     def _directions(
         self, momenta: dict[Tensor, Tensor], gradients: dict[Tensor, Tensor]
@@ -219,7 +257,8 @@ class KBFGS(CurvatureOptimizer):
         return layer_directions(self.layers, momenta, direction)
 
     def _after_update(self, closure: Callable[[], Tensor], refreshed: bool) -> None:
-        """On refresh steps: the second pass at the new weights, and H_g's update."""
+        """On refresh steps: the second pass at the new weights, then H_g's and H_a's
+        updates for the next step (steps 5 and 6)."""
         if not refreshed:
             return
         buffers = [buffer.clone() for buffer in self.model.buffers()]
@@ -243,6 +282,7 @@ class KBFGS(CurvatureOptimizer):
         with torch.no_grad(), phase("inversion"):
             for layer in self.layers:
                 state = self.state[layer.weight]
+                root_damping = math.sqrt(groups[layer.weight]["damping"])
                 pre_activation, output_gradient = new_means[layer.weight]
                 s = self._pair_average(state, PAIR_S, pre_activation - state[MEAN_PRE_ACTIVATION])
                 y = self._pair_average(state, PAIR_Y, output_gradient - state[MEAN_OUTPUT_GRADIENT])
@@ -251,13 +291,19 @@ class KBFGS(CurvatureOptimizer):
                     y,
                     partial(self._apply_gradient_inverse, state),
                     mu1=self.powell_mu1,
-                    mu2=math.sqrt(groups[layer.weight]["damping"]),
+                    mu2=root_damping,
                 )
+                first_gradient = state[MEAN_OUTPUT_GRADIENT]
                 if self.inverse == GradientInverse.bfgs:
                     state.setdefault(GRADIENT_INVERSE, _identity_like(s))
-                    self._bfgs_or_skip(state, GRADIENT_INVERSE, s, y)
+                    self._bfgs_or_skip(state, GRADIENT_INVERSE, s, y, first_gradient)
                 else:
-                    self._remember_pair(state, s, y)
+                    self._remember_pair(state, s, y, first_gradient)
+                # H_a's Hessian-action update with this step's A_lm, for the next step
+                mean_activation = state[MEAN_ACTIVATION]
+                s_a = state[ACTIVATION_INVERSE] @ mean_activation
+                y_a = state[ACTIVATION_FACTOR] @ s_a + root_damping * s_a
+                self._bfgs_or_skip(state, ACTIVATION_INVERSE, s_a, y_a, mean_activation)
 
     # ------------------------------------------------------------------ helpers
     def _apply_gradient_inverse(
@@ -277,15 +323,19 @@ class KBFGS(CurvatureOptimizer):
             return vectors
         return lbfgs_apply(vectors, state[PAIRS_S], state[PAIRS_Y])
 
-    def _bfgs_or_skip(self, state: dict[str, Any], key: str, s: Tensor, y: Tensor) -> None:
-        updated = bfgs_update(state[key], s, y)
+    def _bfgs_or_skip(
+        self, state: dict[str, Any], key: str, s: Tensor, y: Tensor, gradient: Tensor
+    ) -> None:
+        threshold = curvature_threshold(s, gradient, self.min_curvature_ratio)
+        updated = bfgs_update(state[key], s, y, threshold)
         if updated is None:
             self.state[SCHEDULE]["skipped_updates"] += 1
         else:
             state[key] = updated
 
-    def _remember_pair(self, state: dict[str, Any], s: Tensor, y: Tensor) -> None:
-        if not float(torch.dot(s, y)) > 0.0 or not bool(torch.isfinite(s).all()):
+    def _remember_pair(self, state: dict[str, Any], s: Tensor, y: Tensor, gradient: Tensor) -> None:
+        threshold = curvature_threshold(s, gradient, self.min_curvature_ratio)
+        if not float(torch.dot(s, y)) > threshold or not bool(torch.isfinite(s).all()):
             self.state[SCHEDULE]["skipped_updates"] += 1
             return
         if self.history == 0:
@@ -297,14 +347,12 @@ class KBFGS(CurvatureOptimizer):
             state[PAIRS_S], state[PAIRS_Y] = s[None].clone(), y[None].clone()
 
     def _pair_average(self, state: dict[str, Any], key: str, estimate: Tensor) -> Tensor:
-        """The running average of a pair's half, started at its first estimate; a copy, so
-        that damping never changes the average."""
-        average = state.get(key)
-        if average is None:
-            state[key] = estimate.clone()
-        else:
-            average.mul_(self.pair_decay).add_(estimate, alpha=1.0 - self.pair_decay)
-        return state[key].clone()
+        """The running average of a pair's half, started at zero as the authors' (so equal to
+        the bias-corrected average up to a scale the updates ignore); a copy, so that damping
+        never changes the average."""
+        average = state.setdefault(key, torch.zeros_like(estimate))
+        average.mul_(self.pair_decay).add_(estimate, alpha=1.0 - self.pair_decay)
+        return average.clone()
 
 
 def _layer_means(layer: CapturedLayer) -> tuple[Tensor, Tensor]:

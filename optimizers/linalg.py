@@ -112,6 +112,59 @@ def inverse_root(matrix: Tensor, root: float, damping: float) -> Tensor:
     )
 
 
+# The authors' coupled Newton iteration (the TNT code's `coupled_newton`, utils.py l.89-220,
+# from google-research's scalable_shampoo): at most 100 iterations, to max|M - I| <= 1e-6.
+NEWTON_ITERATIONS = 100
+NEWTON_TOLERANCE = 1e-6
+NEWTON_ERROR_GROWTH = 1.2  # an iteration that grows the error more than this is rejected
+
+
+def _coupled_newton_once(matrix: Tensor, root: int, damping: float) -> Tensor | None:
+    """X ~ (matrix + damping*I)^(-1/root) by the coupled Newton iteration:
+        z = (1 + p) / (2 ||G||_F),  M_0 = z G,  X_0 = z^(1/p) I,  alpha = -1/p,
+        M_i = (1 - alpha) I + alpha M,  M <- M_i^p M,  X <- X M_i,
+    while fewer than 100 iterations ran, max|M - I| > 1e-6 and the last iteration did not
+    grow that error by more than 1.2x; a rejected last iteration returns the X before it.
+    M -> I and X -> G^(-1/p) (Guo & Higham 2006); matrix products only, so it runs well on a
+    GPU."""
+    identity = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
+    damped = _add_to_diagonal(matrix, damping)
+    z = (1.0 + root) / (2.0 * torch.linalg.matrix_norm(damped))
+    m = damped * z
+    x = identity * z.pow(1.0 / root)
+    previous_x = x
+    error = float((m - identity).abs().max())
+    alpha = -1.0 / root
+    for _ in range(NEWTON_ITERATIONS):
+        if not error > NEWTON_TOLERANCE:
+            break
+        m_i = identity * (1.0 - alpha) + m * alpha
+        new_m = torch.linalg.matrix_power(m_i, root) @ m
+        new_x = x @ m_i
+        new_error = float((new_m - identity).abs().max())
+        previous_x, m, x = x, new_m, new_x
+        if not new_error < error * NEWTON_ERROR_GROWTH:
+            x = previous_x  # the authors keep the iterate before a rejected step
+            break
+        error = new_error
+    return _finite_or_none(x)
+
+
+def coupled_newton_inverse_root(matrix: Tensor, root: int, damping: float) -> Tensor:
+    """(matrix + damping*I)^(-1/root) for a symmetric PSD `matrix` and an integer root, by the
+    authors' coupled Newton iteration (_coupled_newton_once); float64 retry when the result is
+    not finite, InversionError when both fail."""
+    if damping <= 0:
+        raise ValueError(f"coupled_newton_inverse_root needs a positive damping, got {damping}")
+    if int(root) != root or root < 1:
+        raise ValueError(f"coupled Newton needs a positive integer root, got {root}")
+    return _in_float64_if_needed(
+        partial(_coupled_newton_once, root=int(root), damping=damping),
+        matrix,
+        f"coupled Newton root of a {tuple(matrix.shape)} matrix",
+    )
+
+
 def damping_only(matrix: Tensor, damping: float, root: float = 1.0) -> Tensor:
     """(0 + damping*I)^(-1/root), shaped like `matrix`: the fallback when an inverse fails and
     there is no previous one (the statistic is treated as 0)."""

@@ -59,9 +59,19 @@ def double_damping(
     return s, levenberg_marquardt_damping(s, y, mu2)
 
 
-def bfgs_update(inverse: Tensor, s: Tensor, y: Tensor) -> Tensor | None:
-    """H <- (I - rho s y^T) H (I - rho y s^T) + rho s s^T, or None when s^T y <= 0 or the
-    result is not finite (the caller skips the update and counts it).
+def curvature_threshold(s: Tensor, gradient: Tensor, ratio: float) -> float:
+    """ratio * (s^T s) * ||g||: the K-BFGS code's bound below which s^T y is too small for
+    an update (kbfgs_utils.py, `get_BFGS_formula`), g the layer's current gradient-like
+    vector (the mean output gradient for H_g, the mean activation for H_a)."""
+    if ratio == 0.0:
+        return 0.0
+    return ratio * float(torch.dot(s, s)) * float(torch.linalg.vector_norm(gradient))
+
+
+def bfgs_update(inverse: Tensor, s: Tensor, y: Tensor, min_curvature: float = 0.0) -> Tensor | None:
+    """H <- (I - rho s y^T) H (I - rho y s^T) + rho s s^T, or None when s^T y <= 0, when
+    s^T y <= min_curvature (curvature_threshold), or when the result is not finite (the
+    caller skips the update and counts it).
 
     Expanded, for a symmetric H and u = H y:
         H + rho^2 (s^T y + y^T u) s s^T - rho (u s^T + s u^T)
@@ -69,7 +79,7 @@ def bfgs_update(inverse: Tensor, s: Tensor, y: Tensor) -> Tensor | None:
     floating point whenever H is.
     """
     s_y = float(torch.dot(s, y))
-    if not s_y > 0.0:
+    if not s_y > max(min_curvature, 0.0):
         return None
     rho = 1.0 / s_y
     u = inverse @ y

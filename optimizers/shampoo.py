@@ -10,8 +10,17 @@ true-label gradient (plus the coupled l2 term):
 
     H_i <- beta*H_i + (1-beta) * G_(i) G_(i)^T                every T1 steps
           (beta = 1: H_i <- H_i + G_(i) G_(i)^T, the original Shampoo's sum)
-    P_i = (H_i + eps*I)^(-1/(2k))                             every T2 steps (eigh)
+    P_i = (H_i + eps*I)^(-1/(2k))                             every T2 steps
     D = m x_1 P_1 x_2 ... x_k P_k,  W <- (1 - lr*wd)*W - lr*D
+
+The roots: `root_method: eigh` (eigendecomposition, negative round-off eigenvalues raised to
+0) or `coupled_newton`, the authors' iteration (optimizers.linalg: at most 100 matrix-product
+iterations to a tolerance of 1e-6, eps added as a ridge; the TNT code uses it for Shampoo on
+every problem, and it is the GPU-friendly one). The schedule: roots every T1 steps while
+t < T2, then every T2 (`early_inverses: true`), or only when t % T2 == 0, from t = 0
+(`early_inverses: false`: the TNT code's "-lessInverse" Shampoo on the autoencoders). After a
+warm start, step 0 keeps the warm start's statistics (the TNT code's utils_shampoo.py
+l.415-419).
 
 A mode longer than `max_dim` is not preconditioned (P_i = I, no statistic kept); k still
 counts it. Optional grafting takes the direction of D and the norm of another method's step,
@@ -31,7 +40,7 @@ import torch
 from torch import Tensor
 
 from optimizers.base import CurvatureOptimizer, call_closure, parse_choice
-from optimizers.linalg import damping_only, inverse_root
+from optimizers.linalg import coupled_newton_inverse_root, damping_only, inverse_root
 from optimizers.precision import MatmulPrecision
 from optimizers.statistics import accumulate_gram
 from optimizers.tensor_modes import ConvReshape, mode_shape, precondition, unfolding
@@ -39,6 +48,11 @@ from optimizers.tensor_modes import ConvReshape, mode_shape, precondition, unfol
 FACTORS = "factors"  # H_1 .. H_k (None for a mode longer than max_dim)
 PRECONDITIONERS = "preconditioners"  # P_1 .. P_k (None: identity)
 GRAFTING_SUM = "grafting_sum_of_squares"  # Adagrad's sum_t g_t^2
+
+
+class RootMethod(str, Enum):
+    eigh = "eigh"  # eigendecomposition (optimizers.linalg.inverse_root)
+    coupled_newton = "coupled_newton"  # the authors' iteration (coupled_newton_inverse_root)
 
 
 class Grafting(str, Enum):
@@ -58,7 +72,9 @@ class Shampoo(CurvatureOptimizer):
         inverse_every: T2, steps between root refreshes (every T1 while t < T2).
         statistics_decay: beta of the statistics' running average; 1 sums them instead.
         conv_reshape: "tensor" (out, in, kh*kw) or "matrix" (out, in*kh*kw).
-        max_dim: modes longer than this are not preconditioned.
+        max_dim: modes longer than this are not preconditioned (the authors: no limit).
+        root_method: "eigh" or "coupled_newton" (module docstring).
+        early_inverses: roots every T1 steps while t < T2 (true), or only every T2 steps.
         grafting: "none", "sgd" or "adagrad". grafting_eps: Adagrad's epsilon.
         warm_start: average the statistics over the trainer's warm-start batches first.
         matmul_precision: "full" or "bfloat16" operands for the statistics' Gram matrices and
@@ -66,6 +82,7 @@ class Shampoo(CurvatureOptimizer):
     """
 
     statistics_decay_may_be_one = True
+    refresh_statistics_after_warm_start = False  # the authors' (module docstring)
 
     def __init__(
         self,
@@ -81,6 +98,8 @@ class Shampoo(CurvatureOptimizer):
         statistics_decay: float = 0.9,
         conv_reshape: str = "tensor",
         max_dim: int = 2048,
+        root_method: str = "eigh",
+        early_inverses: bool = True,
         grafting: str = "none",
         grafting_eps: float = 1e-8,
         warm_start: bool = True,
@@ -95,6 +114,7 @@ class Shampoo(CurvatureOptimizer):
             raise ValueError(f"Invalid grafting_eps value: {grafting_eps}")
         self.conv_reshape = parse_choice(ConvReshape, "conv_reshape", conv_reshape)
         self.grafting = parse_choice(Grafting, "grafting", grafting)
+        self.root_method = parse_choice(RootMethod, "root_method", root_method)
         self.max_dim = max_dim
         super().__init__(
             params,
@@ -107,6 +127,7 @@ class Shampoo(CurvatureOptimizer):
             inverse_every=inverse_every,
             statistics_decay=statistics_decay,
             warm_start=warm_start,
+            early_inverses=early_inverses,
             eps=eps,
             grafting_eps=grafting_eps,
         )
@@ -140,13 +161,18 @@ class Shampoo(CurvatureOptimizer):
                 if FACTORS not in state:
                     continue
                 factors = state[FACTORS]
-                root = 2.0 * len(factors)
+                root = 2 * len(factors)
                 previous = state.get(PRECONDITIONERS, [None] * len(factors))
+                compute_root = (
+                    coupled_newton_inverse_root
+                    if self.root_method == RootMethod.coupled_newton
+                    else inverse_root
+                )
                 state[PRECONDITIONERS] = [
                     None
                     if factor is None
                     else self._inverse_or_previous(
-                        partial(inverse_root, factor, root, group["eps"]),
+                        partial(compute_root, factor, root, group["eps"]),
                         before,
                         partial(damping_only, factor, group["eps"], root),
                     )

@@ -15,7 +15,8 @@ sampled loss, reusing the forward pass) and D = prod_j d_j:
 Every U_i then has mean eigenvalue c and tr(U_1 (x) ... (x) U_k) = tr(H_1): the Kronecker
 product of the normalised factors carries the scale of the gradient's second moment once,
 not k times. `fisher: empirical` uses the true-label gradient instead (TNT-EF). Schedule,
-warm start, momentum and decay: optimizers.base.
+warm start, momentum and decay: optimizers.base; after a warm start, step 0 keeps the warm
+start's statistics, as the authors' TNT does (the TNT code's utils_shampoo.py l.415-419).
 
 Note: the statistic is the gradient of the loss alone; a coupled `l2` term enters the
 momentum, not the statistic (it is not part of the model's Fisher).
@@ -69,6 +70,10 @@ class TNT(CurvatureOptimizer):
         matmul_precision: "full" or "bfloat16" operands for the statistics' Gram matrices and
             the preconditioning products (optimizers.precision).
     """
+
+    # After a warm start, step 0 keeps the warm start's statistics, as the authors' TNT
+    # (the TNT code's utils_shampoo.py l.415-419)
+    refresh_statistics_after_warm_start = False
 
     def __init__(
         self,

@@ -124,6 +124,8 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
             Invalid({"grafting": "adam"}, "Invalid grafting value: 'adam' (choose from none,"),
             Invalid({"grafting_eps": -1.0}, "Invalid grafting_eps value: -1.0"),
             Invalid({"matmul_precision": "fp8"}, "Invalid matmul_precision value: 'fp8' (choose"),
+            Invalid({"root_method": "svd"}, "Invalid root_method value: 'svd' (choose from eigh,"),
+            Invalid({"early_inverses": 1}, "Invalid early_inverses value: 1 (must be true or"),
         ),
     ),
     OptimizerInfo(
@@ -170,6 +172,9 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
                 Invalid({"powell_mu1": 1.0}, "Invalid powell_mu1 value: 1.0 (must be in (0, 1))"),
                 Invalid({"inverse": "dfp"}, "Invalid inverse value: 'dfp' (choose from bfgs, "),
                 Invalid({"history": -1}, "Invalid history value: -1 (must be a non-negative"),
+                Invalid(
+                    {"min_curvature_ratio": -1e-4}, "Invalid min_curvature_ratio value: -0.0001"
+                ),
                 Invalid({"matmul_precision": "fp8"}, "Invalid matmul_precision value: 'fp8'"),
                 Invalid(
                     {"curvature_every": 2, "inverse_every": 3},

@@ -21,9 +21,11 @@ from optimizers.kbfgs import (
     ACTIVATION_INVERSE,
     GRADIENT_INVERSE,
     KBFGS,
+    PAIR_S,
     PAIRS_S,
 )
 from runners.closure import StepClosure
+from tests.optimizers.kbfgs_authors import AuthorsKBFGS
 from tests.optimizers.problems import closure_for, take_steps, tiny_batches, tiny_convnet, tiny_mlp
 from tests.optimizers.reference import per_example_output_gradients
 
@@ -134,32 +136,6 @@ def test_pair_from_the_second_pass_and_the_damped_bfgs_update_of_h_g() -> None:
         assert torch.linalg.eigvalsh(h_g).min() > 0
 
 
-def test_later_steps_use_h_g_from_the_pairs_and_h_a_meets_its_secant_equation() -> None:
-    model = tiny_mlp()
-    optimizer = kbfgs(model, lr=0.2, inverse_every=4)
-    batches = tiny_batches(2, batch_size=8)
-    take_steps(optimizer, model, batches[:1])
-    first = model[1]
-    state = optimizer.state[first.weight]
-    h_a, h_g = state[ACTIVATION_INVERSE].clone(), state[GRADIENT_INVERSE].clone()
-    factor = state[ACTIVATION_FACTOR].clone()
-    before = copy.deepcopy(model)
-
-    take_steps(optimizer, model, batches[1:], seed=1)  # t = 1 < T2: a refresh
-    x, y = batches[1]
-    a = ones_column(x.flatten(1))
-    factor = 0.9 * factor + 0.1 * a.T @ a / a.shape[0]
-    torch.testing.assert_close(state[ACTIVATION_FACTOR], factor)
-    s_a = h_a @ a.mean(0)
-    y_a = (factor + math.sqrt(DAMPING) * torch.eye(len(factor), dtype=F64)) @ s_a
-    updated_h_a = state[ACTIVATION_INVERSE]
-    torch.testing.assert_close(updated_h_a, dense_bfgs(h_a, s_a, y_a))
-    torch.testing.assert_close(updated_h_a @ y_a, s_a)
-    step = as_matrix(before[1].weight - first.weight, before[1].bias - first.bias) / 0.2
-    gradient = dense_gradients(before, x, y)[0]
-    torch.testing.assert_close(step, h_g @ gradient @ updated_h_a)  # D = H_g M H_a
-
-
 class RecordingClosure(StepClosure):
     """A step closure that remembers the inputs and the weights of every call."""
 
@@ -260,3 +236,76 @@ def test_lbfgs_keeps_the_latest_history_pairs() -> None:
     for layer in (model[1], model[3]):
         assert optimizer.state[layer.weight][PAIRS_S].shape == (2, layer.out_features)
     assert GRADIENT_INVERSE not in optimizer.state[model[1].weight]
+
+
+@pytest.mark.parametrize("inverse", ["bfgs", "lbfgs"])
+@pytest.mark.parametrize("ratio", [1e-4, 2.0])
+def test_the_authors_iteration_step_by_step(inverse: str, ratio: float) -> None:
+    """Several steps after a warm start, against the authors' iteration written out in
+    tests/optimizers/kbfgs_authors.py: the same weights after every step (H_a and H_g
+    updated after the second pass for the next step, A kept at step 0, the pair average from
+    zero, the skip rule, momentum 0.9/0.1 from zero, l2 in the gradient). The authors' skip
+    ratio 1e-4 never bites on this tiny problem; ratio 2 makes it skip some updates, with its
+    g_k (the mean output gradient for H_g, a_bar for H_a)."""
+    lr, damping = 0.3, 0.3
+    batches = tiny_batches(9, batch_size=12)
+    warm, steps = batches[:3], batches[3:]
+    model = tiny_mlp()
+    reference_model = copy.deepcopy(model)
+    lbfgs = inverse == "lbfgs"
+    authors = AuthorsKBFGS(reference_model, lr=lr, damping=damping, lbfgs=lbfgs, ratio=ratio)
+    authors.warm_start(warm)
+    optimizer = KBFGS(
+        model.parameters(),
+        model=model,
+        lr=lr,
+        damping=damping,
+        inverse=inverse,
+        min_curvature_ratio=ratio,
+    )
+    optimizer.warm_start(closure_for(model, batch) for batch in warm)
+    for index, batch in enumerate(steps):
+        optimizer.step(closure_for(model, batch))
+        authors.step(*batch)
+        for p, q in zip(model.parameters(), reference_model.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12, msg=f"step {index}")
+    assert optimizer.skipped_updates == authors.skipped
+    assert (authors.skipped > 0) == (ratio > 1)  # the large ratio exercises the skip rule
+
+
+def test_the_pair_average_starts_at_zero_and_h_a_waits_for_the_next_step() -> None:
+    """After one step: the stored pair average is 0.1 x the first pair (zero start), and the
+    step's direction used H_a = A_lm^-1 while the stored H_a is already its BFGS update."""
+    model = tiny_mlp()
+    before = copy.deepcopy(model)
+    lr = 0.2
+    optimizer = kbfgs(model, lr=lr)
+    x, y = tiny_batches(1, batch_size=8)[0]
+    optimizer.step(closure_for(model, (x, y)))
+    old, new = layer_inputs_and_outputs(before, x), layer_inputs_and_outputs(model, x)
+    first = model[1]
+    state = optimizer.state[first.weight]
+    s = new[0][1].mean(0) - old[0][1].mean(0)
+    torch.testing.assert_close(state[PAIR_S], 0.1 * s)
+    a = old[0][0]
+    factor = a.T @ a / a.shape[0]
+    a_lm = factor + math.sqrt(DAMPING) * torch.eye(len(factor), dtype=F64)
+    first_inverse = torch.linalg.inv(a_lm)
+    step = as_matrix(before[1].weight - first.weight, before[1].bias - first.bias) / lr
+    torch.testing.assert_close(step, dense_gradients(before, x, y)[0] @ first_inverse)
+    s_a = first_inverse @ a.mean(0)
+    torch.testing.assert_close(
+        state[ACTIVATION_INVERSE], dense_bfgs(first_inverse, s_a, a_lm @ s_a)
+    )
+
+
+def test_the_interval_variant_refreshes_on_its_schedule_only() -> None:
+    """inverse_every=3 (sobench's cheaper variant): the second pass at t = 0, 1, 2, 3, 6."""
+    model = tiny_mlp()
+    optimizer = kbfgs(model, lr=0.1, inverse_every=3)
+    calls = []
+    for x, y in tiny_batches(7):
+        closure = RecordingClosure(model, CrossEntropy(), x, y)
+        optimizer.step(closure)
+        calls.append(closure.calls)
+    assert calls == [2, 2, 2, 2, 1, 1, 2]

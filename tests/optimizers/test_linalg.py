@@ -8,8 +8,10 @@ import pytest
 import scipy.linalg
 import torch
 
+import optimizers.linalg as linalg
 from optimizers.linalg import (
     InversionError,
+    coupled_newton_inverse_root,
     damped_cholesky,
     damped_inverse,
     damping_only,
@@ -98,3 +100,31 @@ def test_failure_in_float64_raises_and_keep_previous_counts_it() -> None:
 
 def test_damping_only_is_the_root_of_the_damping() -> None:
     torch.testing.assert_close(damping_only(torch.zeros(2, 2), 16.0, root=4.0), torch.eye(2) / 2)
+
+
+@pytest.mark.parametrize("root", [2, 4, 6])
+def test_coupled_newton_matches_scipy(root: int) -> None:
+    """The authors' coupled Newton iteration converges to the same root as scipy's, to its
+    tolerance (max|M - I| <= 1e-6)."""
+    matrix = random_psd(7, 4, seed=1)
+    expected = scipy.linalg.fractional_matrix_power(matrix.numpy() + 0.1 * np.eye(7), -1 / root)
+    result = coupled_newton_inverse_root(matrix, root, 0.1).numpy()
+    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_coupled_newton_is_the_authors_iteration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two iterations by hand from the authors' description (the TNT code's utils.py
+    l.89-220): z = (1+p)/(2||G||_F), M_0 = zG, X_0 = z^(1/p) I, M_i = (1 - a) I + a M with
+    a = -1/p, M <- M_i^p M, X <- X M_i; with the tolerance loose enough to stop there."""
+    matrix, p, eps = random_psd(5, 5, seed=2), 4, 0.1
+    g = matrix + eps * torch.eye(5, dtype=torch.float64)
+    z = (1 + p) / (2 * torch.linalg.matrix_norm(g))
+    identity = torch.eye(5, dtype=torch.float64)
+    m, x = z * g, z ** (1 / p) * identity
+    errors = []
+    for _ in range(2):
+        m_i = (1 + 1 / p) * identity - m / p
+        m, x = torch.linalg.matrix_power(m_i, p) @ m, x @ m_i
+        errors.append(float((m - identity).abs().max()))
+    monkeypatch.setattr(linalg, "NEWTON_TOLERANCE", (errors[0] + errors[1]) / 2)
+    torch.testing.assert_close(coupled_newton_inverse_root(matrix, p, eps), x)

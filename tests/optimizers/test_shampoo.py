@@ -151,3 +151,33 @@ def test_state_size_is_two_factors_per_mode_plus_momentum() -> None:
     modes = [6, 25, 6, 4, 6, 4]  # W1 (6, 25), b1 (6,), W2 (4, 6), b2 (4,)
     floats = 2 * sum(n * n for n in modes) + sum(p.numel() for p in model.parameters())
     assert optimizer_state_bytes(optimizer) == 8 * floats
+
+
+def test_coupled_newton_roots_and_the_schedule_without_early_roots() -> None:
+    """root_method=coupled_newton gives eigh's roots to the iteration's tolerance, and
+    early_inverses=false takes roots at t = 0 and t = T2 only (the TNT code's
+    "-lessInverse" Shampoo on the autoencoders)."""
+    batches = tiny_batches(5)
+    by_method = {}
+    for method in ("eigh", "coupled_newton"):
+        model = tiny_mlp()
+        optimizer = shampoo(model, root_method=method, inverse_every=3, early_inverses=False)
+        roots_at = []
+        for step, batch in enumerate(batches):
+            before = [
+                [None if r is None else r.clone() for r in optimizer.state[p][PRECONDITIONERS]]
+                for p in model.parameters()
+                if PRECONDITIONERS in optimizer.state.get(p, {})
+            ]
+            take_steps(optimizer, model, [batch], seed=step)
+            after = [optimizer.state[p][PRECONDITIONERS] for p in model.parameters()]
+            changed = not before or any(
+                not torch.equal(a, b)
+                for old, new in zip(before, after, strict=True)
+                for a, b in zip(old, new, strict=True)
+            )
+            roots_at.append(step) if changed else None
+        assert roots_at == [0, 3], method
+        by_method[method] = [p.detach().clone() for p in model.parameters()]
+    for a, b in zip(by_method["eigh"], by_method["coupled_newton"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)

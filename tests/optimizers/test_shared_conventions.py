@@ -175,3 +175,51 @@ def test_a_non_finite_loss_changes_nothing_and_is_returned(name: str) -> None:
         return  # no warm start
     with pytest.raises(RuntimeError, match="warm start: non-finite loss nan"):
         optimizer.warm_start([closure_for(model, poisoned)])
+
+
+def test_the_inverse_schedule_without_early_inverses() -> None:
+    """The TNT code's "-lessInverse" Shampoo: roots only when t % T2 == 0, from t = 0."""
+    due = [t for t in range(45) if inverses_due(t, 1, 20, early=False)]
+    assert due == [0, 20, 40]
+
+
+# What the authors' codes do at step 0 after a warm start (the TNT code's utils_shampoo.py
+# l.415-419 for TNT and Shampoo, utils_kfac.py l.287-301 for KFAC; the K-BFGS code's
+# kbfgs_utils.py l.75-76 for K-BFGS's A): keep the warm start's average, or refresh it.
+KEEPS_THE_WARM_START_AT_STEP_0 = {"tnt": True, "shampoo": True, "kbfgs_l": True, "kfac": False}
+
+
+@pytest.mark.parametrize("name", sorted(KEEPS_THE_WARM_START_AT_STEP_0))
+def test_step_zero_after_a_warm_start_keeps_or_refreshes_the_statistics(name: str) -> None:
+    model = tiny_convnet()
+    optimizer = LIMITS[name](model, **warm_start(name, True))
+    batches = tiny_batches(4)
+    optimizer.warm_start(closure_for(model, batch) for batch in batches[:3])
+    after_warm_start = copy.deepcopy(statistics(optimizer))
+    take_steps(optimizer, model, batches[3:])
+    kept = all(
+        torch.equal(a, b) for a, b in zip(after_warm_start, statistics(optimizer), strict=True)
+    )
+    assert kept == KEEPS_THE_WARM_START_AT_STEP_0[name]
+    take_steps(optimizer, model, batches[:1], seed=5)  # step 1 refreshes them in every method
+    assert not any(
+        torch.equal(a, b) for a, b in zip(after_warm_start, statistics(optimizer), strict=True)
+    )
+
+
+def statistics(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """Every running statistic of the optimizer (KFAC's A and G, Shampoo's and TNT's factors,
+    K-BFGS's A), in a fixed order."""
+    names = ("activation_factor", "gradient_factor", "factors")
+    found = []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for name in names:
+                value = state.get(name)
+                if isinstance(value, torch.Tensor):
+                    found.append(value)
+                elif isinstance(value, list):
+                    found += [factor for factor in value if factor is not None]
+    assert found, "no statistics found"
+    return found
