@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from optimizers.examples.diagonal import DiagonalFisher
+from optimizers.first_order import SGDW
 from optimizers.kbfgs import KBFGS
 from optimizers.kfac import KFAC
 from optimizers.shampoo import Shampoo
@@ -191,4 +192,5 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         ),
         deterministic={"fisher": "empirical"},
     ),
+    OptimizerInfo("sgdw", SGDW, {"lr": 0.1}, _update_invalid()),
 )

@@ -1,0 +1,172 @@
+"""The first-order methods of the TNT and K-BFGS reference codes, on the shared momentum.
+
+Both codes build their first-order baselines on the same buffer as their second-order
+methods: the momentum of the raw gradient, from 0, then a direction D from that buffer, then
+the update. With t the step from 1, g the mini-batch gradient, mu = `momentum` and
+d = `momentum_dampening`:
+
+    g <- g + l2*W                      coupled L2 (the K-BFGS code's tau = 1e-5)
+    m_t = mu*m_{t-1} + (1 - d)*g_t     m_0 = 0
+    D_t = the method's direction from m_t (below)
+    W <- (1 - lr*wd)*W - lr*D_t        decoupled weight decay at the current learning rate
+
+which is the update of optimizers.base (the curvature methods' convention) with no
+curvature. The class:
+
+    SGDW               D = m                           (SGD-m of both codes)
+
+It is not torch.optim.SGD, which starts its buffer at g (so with dampening its first
+step differs) and couples its weight decay. The class docstring says where its equations
+come from, as `repo:path:line` at the commits
+
+    tnt    github.com/renyiryry/tnt_neurips_2021          266d0aa7dfe849dcc14106dc50c48818770d40e4
+    kbfgs  github.com/renyiryry/kbfgs_neurips2020_public  be57dc380be1817dc9746d174fbe06e8fdeb1946
+
+As for the curvature methods (optimizers.base): a non-finite loss from the closure changes
+nothing and is returned, so the runner records the divergence and no weight becomes NaN; the
+learning rate is only read (its schedule is the runner's); every hyperparameter is checked,
+for the defaults and for each param group, with torch's wording; all state is in
+`self.state`, per parameter (`momentum_buffer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from optimizers.base import check_fraction, check_non_negative
+
+
+class MomentumMethod(torch.optim.Optimizer):
+    """The shared part: checks, g + l2*W, the momentum from 0, decoupled decay, the update.
+    A subclass says how D follows from the momentum (`_direction`) and checks its own
+    hyperparameters (`_check_method`)."""
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        *,
+        lr: float,
+        momentum: float,
+        momentum_dampening: float,
+        weight_decay: float,
+        l2: float,
+        **method_defaults: Any,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "momentum_dampening": momentum_dampening,
+            "weight_decay": weight_decay,
+            "l2": l2,
+            **method_defaults,
+        }
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's, then the group's settings checked (the defaults fill what it omits), so a
+        bad setting fails at construction whether it is a default or a group's own."""
+        super().add_param_group(param_group)
+        self._check(self.param_groups[-1])
+
+    def _check(self, group: dict[str, Any]) -> None:
+        if not group["lr"] >= 0.0:
+            raise ValueError(f"Invalid learning rate: {group['lr']}")  # torch.optim's wording
+        check_fraction("momentum", group["momentum"])
+        check_fraction("momentum_dampening", group["momentum_dampening"])
+        check_non_negative("weight_decay", group["weight_decay"])
+        check_non_negative("l2", group["l2"])
+        self._check_method(group)
+
+    def _check_method(self, group: dict[str, Any]) -> None:
+        """Check the method's own settings in `group`; nothing by default."""
+
+    def _direction(self, p: Tensor, m: Tensor, group: dict[str, Any]) -> Tensor:
+        """D for parameter `p` from its momentum `m` (read-only); D = m by default."""
+        return m
+
+    def _gradient(self, p: Tensor, group: dict[str, Any]) -> Tensor:
+        """g + l2*W, a new tensor when l2 > 0 (p.grad is never modified)."""
+        assert p.grad is not None
+        return p.grad if group["l2"] == 0 else p.grad.add(p, alpha=group["l2"])
+
+    def _momentum(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
+        """m <- mu*m + (1 - d)*g from m = 0; with mu = 0, m = g and no buffer is kept."""
+        mu, dampening = group["momentum"], group["momentum_dampening"]
+        if mu == 0:
+            return grad
+        state = self.state[p]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        buffer = state["momentum_buffer"]
+        buffer.mul_(mu).add_(grad, alpha=1.0 - dampening)
+        return buffer
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:  # type: ignore[override]
+        """One step from the gradients the closure computes (or, without a closure, from the
+        `.grad` already there, as torch.optim allows); returns the closure's loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+            if not bool(torch.isfinite(loss)):
+                return loss  # nothing is updated from a non-finite loss
+        for group in self.param_groups:
+            lr, weight_decay = group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                m = self._momentum(p, self._gradient(p, group), group)
+                direction = self._direction(p, m, group)
+                if weight_decay != 0:
+                    p.mul_(1.0 - lr * weight_decay)
+                p.add_(direction, alpha=-lr)
+        return loss
+
+
+class SGDW(MomentumMethod):
+    """SGD with momentum on the raw gradient from m_0 = 0 and decoupled weight decay:
+
+        m_t = mu*m_{t-1} + (1 - d)*(g_t + l2*W),   m_0 = 0
+        W <- (1 - lr_t*wd)*W - lr_t*m_t
+
+    with lr_t the current learning rate (after the runner's schedule).
+
+    The TNT code's SGD-m (`optimizer=sgdw`, the defaults: its CIFAR-10 ResNet-32 setting):
+    mu 0.9, d 0 (`tnt:utils_git/jupyter_functions.py:105-109`), m_0 = 0
+    (`tnt:utils_git/utils.py:11428`), m <- mu*m + (1 - d)*g (`:11872-11880`); the update
+    W <- (1 - alpha_t*wd)*W + alpha_t*p on every variable, p = -m, with alpha_t the decayed
+    learning rate (`:7048-7079`, `alpha_current` at `:11930-11933`); lr 0.03 and wd 0.01
+    (`tnt:demo.ipynb` cell 6). torch.optim.SGD's `weight_decay` is coupled (wd*W is added to
+    g, and goes through the momentum), so it does not reproduce this.
+
+    The K-BFGS code's SGD-m (`momentum_dampening=0.9 l2=1e-5 weight_decay=0`): mu 0.9
+    (`kbfgs:training_function.py:34`), m <- 0.9*m + 0.1*(g + tau*W) from m_0 = 0 (`:161`,
+    `:216`, `:223-225`, tau = 1e-5 at `:46`), D = m (`kbfgs:first_order_methods.py:43-48`),
+    W <- W - alpha*D (`kbfgs:training_utils.py:270-281`). Its first step is 0.1*alpha*g:
+    torch.optim.SGD with dampening 0.9 starts its buffer at g (no dampening on the first
+    step), so its first step is alpha*g, ten times larger. With d = 0 and wd = 0 this class
+    and torch.optim.SGD take the same steps.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 0.03,
+        momentum: float = 0.9,
+        momentum_dampening: float = 0.0,
+        weight_decay: float = 0.01,
+        l2: float = 0.0,
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            momentum=momentum,
+            momentum_dampening=momentum_dampening,
+            weight_decay=weight_decay,
+            l2=l2,
+        )

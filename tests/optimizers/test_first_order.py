@@ -1,0 +1,223 @@
+"""The first-order methods of optimizers/first_order.py against the authors' update rules,
+written out here as independent float64 loops (the equations of each class's docstring) on a
+tiny least-squares problem whose gradients are computed by hand, not by autograd.
+
+Each literal check is paired with the near miss it must tell apart (torch.optim's SGD,
+coupled decay, the initial learning rate in the decay), so a swap to one of them fails the
+test."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from optimizers.first_order import SGDW
+
+STEPS = 6
+TIGHT = {"rtol": 1e-10, "atol": 1e-13}  # float64, a few operations in another order
+
+
+# --------------------------------------------------------------------------- the problem
+def batches(count: int, seed: int = 0) -> list[tuple[Tensor, Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        (
+            torch.randn(8, 3, generator=generator, dtype=torch.float64),
+            torch.randn(8, 2, generator=generator, dtype=torch.float64),
+        )
+        for _ in range(count)
+    ]
+
+
+def start() -> list[Tensor]:
+    """W (3 x 2) and b (2,): two parameter tensors, one a matrix, one a vector."""
+    generator = torch.Generator().manual_seed(1)
+    return [
+        torch.randn(3, 2, generator=generator, dtype=torch.float64),
+        torch.randn(2, generator=generator, dtype=torch.float64),
+    ]
+
+
+def loss_of(weights: list[Tensor], batch: tuple[Tensor, Tensor]) -> Tensor:
+    """0.5 * mean over the rows of ||x W + b - y||^2."""
+    x, y = batch
+    w, b = weights
+    return 0.5 * ((x @ w + b - y) ** 2).sum(dim=1).mean()
+
+
+def gradient(weights: list[Tensor], batch: tuple[Tensor, Tensor]) -> list[Tensor]:
+    """By hand: r = x W + b - y, dW = x^T r / n, db = sum_n r / n."""
+    x, y = batch
+    w, b = weights
+    r = x @ w + b - y
+    return [x.T @ r / x.shape[0], r.sum(dim=0) / x.shape[0]]
+
+
+class Counted:
+    """A torch.optim closure on `params` that counts its calls."""
+
+    def __init__(self, params: list[nn.Parameter], batch: tuple[Tensor, Tensor]) -> None:
+        self.params, self.batch, self.calls = params, batch, 0
+
+    def __call__(self) -> Tensor:
+        self.calls += 1
+        for p in self.params:
+            p.grad = None
+        loss = loss_of(list(self.params), self.batch)
+        loss.backward()
+        return loss
+
+
+def parameters() -> list[nn.Parameter]:
+    return [nn.Parameter(w.clone()) for w in start()]
+
+
+def run(
+    optimizer_class: type[torch.optim.Optimizer], data: list[tuple[Tensor, Tensor]], **settings
+) -> list[list[Tensor]]:
+    """The weights after each step of `optimizer_class` over `data`."""
+    params = parameters()
+    optimizer = optimizer_class(params, **settings)
+    trajectory = []
+    for batch in data:
+        optimizer.step(Counted(params, batch))
+        trajectory.append([p.detach().clone() for p in params])
+    return trajectory
+
+
+def assert_same(actual: list[list[Tensor]], expected: list[list[Tensor]]) -> None:
+    for step, (got, want) in enumerate(zip(actual, expected, strict=True), start=1):
+        for p, q in zip(got, want, strict=True):
+            torch.testing.assert_close(p, q, **TIGHT, msg=lambda m, s=step: f"step {s}: {m}")
+
+
+def distance(a: list[list[Tensor]], b: list[list[Tensor]]) -> float:
+    """The largest relative difference between two trajectories, over steps and entries."""
+    return max(
+        float(((p - q).abs() / q.abs().clamp_min(1e-12)).max())
+        for x, y in zip(a, b, strict=True)
+        for p, q in zip(x, y, strict=True)
+    )
+
+
+# --------------------------------------------------------------------------- SGDW
+def sgdw_reference(
+    data: list[tuple[Tensor, Tensor]],
+    lrs: list[float],
+    mu: float,
+    d: float,
+    wd: float,
+    l2: float,
+    decay_lr: list[float] | None = None,
+) -> list[list[Tensor]]:
+    """m <- mu m + (1-d)(g + l2 W) from 0, W <- (1 - lr_t wd) W - lr_t m; `decay_lr`, when
+    given, is the learning rate used in the decay instead (a near miss)."""
+    weights = start()
+    m = [torch.zeros_like(w) for w in weights]
+    trajectory = []
+    for t, batch in enumerate(data):
+        lr, lr_decay = lrs[t], (decay_lr or lrs)[t]
+        grads = [g + l2 * w for g, w in zip(gradient(weights, batch), weights, strict=True)]
+        new = []
+        for i, (w, g) in enumerate(zip(weights, grads, strict=True)):
+            m[i] = mu * m[i] + (1 - d) * g
+            new.append((1 - lr_decay * wd) * w - lr * m[i])
+        weights = new
+        trajectory.append(weights)
+    return trajectory
+
+
+@pytest.mark.parametrize("wd", [0.01, 0.5])  # the TNT code's CIFAR-10 setting, and a large one
+def test_sgdw_decays_with_the_current_learning_rate(wd: float) -> None:
+    """The TNT code's SGD-m: W <- (1 - lr_t wd) W - lr_t m, lr_t from a scheduler that changes
+    it between steps (x0.1 every 2 steps from 0.03)."""
+    data = batches(STEPS)
+    params = parameters()
+    optimizer = SGDW(params, lr=0.03, momentum=0.9, momentum_dampening=0.0, weight_decay=wd)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.1)
+    lrs, trajectory = [], []
+    for batch in data:
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step(Counted(params, batch))
+        scheduler.step()
+        trajectory.append([p.detach().clone() for p in params])
+    assert lrs == pytest.approx([0.03, 0.03, 0.003, 0.003, 0.0003, 0.0003])
+    assert_same(trajectory, sgdw_reference(data, lrs, 0.9, 0.0, wd, 0.0))
+    # the near misses: decay at the initial lr, and torch.optim.SGD's coupled weight decay
+    at_initial_lr = sgdw_reference(data, lrs, 0.9, 0.0, wd, 0.0, decay_lr=[0.03] * STEPS)
+    assert distance(trajectory, at_initial_lr) > 1e-6
+    coupled = sgdw_reference(data, lrs, 0.9, 0.0, 0.0, wd)  # = torch.optim.SGD(weight_decay=wd)
+    assert distance(trajectory, coupled) > 1e-6
+
+
+def test_sgdw_kbfgs_first_step_is_a_tenth_of_the_gradient() -> None:
+    """The K-BFGS code's SGD-m, m <- 0.9 m + 0.1 (g + 1e-5 W) from 0: the first step is
+    0.1 lr (g + 1e-5 W); torch.optim.SGD with dampening 0.9 takes lr (g + 1e-5 W)."""
+    data = batches(STEPS)
+    settings = {"lr": 0.3, "momentum": 0.9, "momentum_dampening": 0.9, "weight_decay": 0.0}
+    trajectory = run(SGDW, data, **settings, l2=1e-5)
+    w0 = start()
+    for w1, w, g in zip(trajectory[0], w0, gradient(w0, data[0]), strict=True):
+        torch.testing.assert_close(w1, w - 0.3 * 0.1 * (g + 1e-5 * w), **TIGHT)
+    assert_same(trajectory, sgdw_reference(data, [0.3] * STEPS, 0.9, 0.9, 0.0, 1e-5))
+    torch_sgd = run(torch.optim.SGD, data, lr=0.3, momentum=0.9, dampening=0.9, weight_decay=1e-5)
+    for w1, w, g in zip(torch_sgd[0], w0, gradient(w0, data[0]), strict=True):
+        torch.testing.assert_close(w1, w - 0.3 * (g + 1e-5 * w), **TIGHT)  # buffer starts at g
+    assert distance(torch_sgd, trajectory) > 1e-3
+
+
+def test_sgdw_without_dampening_or_decay_is_torch_sgd() -> None:
+    data = batches(STEPS)
+    ours = run(SGDW, data, lr=0.05, momentum=0.9, weight_decay=0.0, l2=0.01)
+    assert_same(ours, run(torch.optim.SGD, data, lr=0.05, momentum=0.9, weight_decay=0.01))
+
+
+# --------------------------------------------------------------------------- all three
+ALL = {
+    "sgdw": (SGDW, {}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_a_non_finite_loss_changes_nothing_and_is_returned(name: str) -> None:
+    cls, settings = ALL[name]
+    params = parameters()
+    optimizer = cls(params, lr=0.01, **settings)
+    x, y = batches(1)[0]
+    optimizer.step(Counted(params, (x, y)))
+    weights = [p.detach().clone() for p in params]
+    state = {
+        p: {key: torch.as_tensor(value).clone() for key, value in optimizer.state[p].items()}
+        for p in params
+    }
+    poisoned = (x.clone(), y)
+    poisoned[0][0, 0] = float("nan")
+    loss = optimizer.step(Counted(params, poisoned))
+    assert loss != loss  # NaN, returned for the runner to record
+    for p, w in zip(params, weights, strict=True):
+        assert torch.equal(p.detach(), w)
+        for key, value in state[p].items():
+            assert torch.equal(torch.as_tensor(optimizer.state[p][key]), value)
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_a_param_groups_own_settings_are_checked(name: str) -> None:
+    cls, settings = ALL[name]
+    with pytest.raises(ValueError, match=r"Invalid learning rate: -1\.0"):
+        cls([{"params": parameters()[:1]}, {"params": parameters()[1:], "lr": -1.0}], **settings)
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_step_without_a_closure_uses_the_gradients_there(name: str) -> None:
+    """As in torch.optim: a step after an explicit backward pass."""
+    cls, settings = ALL[name]
+    data = batches(2)
+    with_closure = run(cls, data, lr=0.01, **settings)
+    params = parameters()
+    optimizer = cls(params, lr=0.01, **settings)
+    for index, batch in enumerate(data):
+        Counted(params, batch)()
+        assert optimizer.step() is None
+        for p, q in zip(params, with_closure[index], strict=True):
+            assert torch.equal(p.detach(), q)
