@@ -11,13 +11,15 @@ d = `momentum_dampening`:
     W <- (1 - lr*wd)*W - lr*D_t        decoupled weight decay at the current learning rate
 
 which is the update of optimizers.base (the curvature methods' convention) with no
-curvature. The class:
+curvature. The classes:
 
     SGDW               D = m                           (SGD-m of both codes)
+    AdamOnMomentum     D = mhat / (sqrt(vhat) + eps),  v of mhat^2: Adam on the momentum
 
-It is not torch.optim.SGD, which starts its buffer at g (so with dampening its first
-step differs) and couples its weight decay. The class docstring says where its equations
-come from, as `repo:path:line` at the commits
+Neither is a torch.optim class: torch.optim.SGD starts its buffer at g (so with dampening
+its first step differs) and couples its weight decay, and torch.optim.Adam keeps the second
+moment of g, not of the momentum. Each class's docstring says where its equations come
+from, as `repo:path:line` at the commits
 
     tnt    github.com/renyiryry/tnt_neurips_2021          266d0aa7dfe849dcc14106dc50c48818770d40e4
     kbfgs  github.com/renyiryry/kbfgs_neurips2020_public  be57dc380be1817dc9746d174fbe06e8fdeb1946
@@ -26,7 +28,7 @@ As for the curvature methods (optimizers.base): a non-finite loss from the closu
 nothing and is returned, so the runner records the divergence and no weight becomes NaN; the
 learning rate is only read (its schedule is the runner's); every hyperparameter is checked,
 for the defaults and for each param group, with torch's wording; all state is in
-`self.state`, per parameter (`momentum_buffer`).
+`self.state`, per parameter (`momentum_buffer`, `second_moment`, `step`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ import torch
 from torch import Tensor
 
 from optimizers.base import check_fraction, check_non_negative
+
+
+def check_eps(eps: Any) -> None:
+    if not eps > 0.0:  # also rejects NaN; eps 0 divides 0 by 0 where v is 0
+        raise ValueError(f"Invalid eps value: {eps}")
 
 
 class MomentumMethod(torch.optim.Optimizer):
@@ -170,3 +177,91 @@ class SGDW(MomentumMethod):
             weight_decay=weight_decay,
             l2=l2,
         )
+
+
+class AdamOnMomentum(MomentumMethod):
+    """Adam on the momentum: the Adam of the TNT and K-BFGS codes, not torch.optim.Adam.
+
+    With t the step from 1 and m the shared momentum with d = mu (= beta1):
+
+        m_t    = mu*m_{t-1} + (1 - mu)*(g_t + l2*W),   m_0 = 0
+        mhat_t = m_t / (1 - mu^t)
+        v_t    = beta2*v_{t-1} + (1 - beta2)*mhat_t^2,  v_0 = 0   (the bias-corrected MOMENTUM)
+        vhat_t = v_t / (1 - beta2^t)
+        D_t    = mhat_t / (sqrt(vhat_t) + eps)                      (eps outside the root)
+        W     <- (1 - lr_t*wd)*W - lr_t*D_t
+
+    torch.optim.Adam keeps v of g^2; here v is of mhat^2, so v and the steps differ from the
+    first step on (at t = 1 they agree, mhat_1 = g_1; from t = 2, mhat_t^2 != g_t^2).
+
+    Sources. TNT code: mhat (`tnt:utils_git/utils.py:6832-6840`), v of mhat^2 (`:6878`,
+    `:6893-6896`), vhat (`:6987-6993`), D (`:7018-7020`), the decoupled decay at the current
+    lr (`:7048-7079`); beta2 0.999 (`tnt:utils_git/jupyter_functions.py:127`), d 0.9 "i.e.
+    beta_1" (`:129`), eps = the damping value (`:125`), v_0 = 0, no warm start ("noWarmStart",
+    `:133-136`); on the MNIST autoencoder lr 1e-4, eps 1e-4, wd 0 (`tnt:demo.ipynb` cell 11,
+    the defaults here). K-BFGS code: m <- 0.9*m + 0.1*(g + tau*W) from 0
+    (`kbfgs:training_function.py:161`, `:216`, `:223-225`), mhat, v of mhat^2, vhat, D
+    (`kbfgs:first_order_methods.py:14-38`) with beta2 = 0.9 (`:21`) and eps 1e-4
+    (`kbfgs:training_function.py:23`), v_0 = 0 (`kbfgs:training_utils.py:192-194`), no
+    weight decay (`kbfgs:training_utils.py:270-281`); its experiments set `beta2: 0.9`,
+    `eps: 1e-4`, `l2: 1e-5`.
+
+    Why mhat = m / (1 - mu^t) with dampening 0.9: both codes feed Adam the same dampened
+    momentum m_t = sum_{s<=t} mu^(t-s) (1 - mu) g_s, whose weights sum to 1 - mu^t, so
+    dividing by 1 - mu^t makes it an average of the g_s (a constant gradient gives mhat = g):
+    that is Adam's first moment with beta1 = mu. The correction is right only when d = mu:
+    with d != mu the weights sum to (1 - d)(1 - mu^t)/(1 - mu), and mhat would be off by the
+    factor (1 - d)/(1 - mu) (10 for d = 0); the factor cancels between mhat and sqrt(vhat)
+    except against eps (it acts as eps*(1 - mu)/(1 - d)), so the method would silently be
+    another one. The TNT code asserts d = mu (`tnt:utils_git/utils.py:6836`), and the K-BFGS
+    code has d = mu by construction (m <- rho*m + (1 - rho)*g); this class follows them and
+    raises ValueError when `momentum_dampening != momentum`.
+
+    t counts the steps each parameter has taken (torch.optim.Adam's per-parameter `step`);
+    the codes' global iteration counter is the same when every parameter has a gradient at
+    every step, as in both codes.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-4,
+        momentum: float = 0.9,
+        momentum_dampening: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-4,
+        weight_decay: float = 0.0,
+        l2: float = 0.0,
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            momentum=momentum,
+            momentum_dampening=momentum_dampening,
+            weight_decay=weight_decay,
+            l2=l2,
+            beta2=beta2,
+            eps=eps,
+        )
+
+    def _check_method(self, group: dict[str, Any]) -> None:
+        check_fraction("beta2", group["beta2"])
+        check_eps(group["eps"])
+        mu, dampening = group["momentum"], group["momentum_dampening"]
+        if dampening != mu:
+            raise ValueError(
+                f"Invalid momentum_dampening value: {dampening} (must equal momentum={mu}: the "
+                "bias correction 1/(1 - momentum^t) is right only for m <- mu*m + (1 - mu)*g)"
+            )
+
+    def _direction(self, p: Tensor, m: Tensor, group: dict[str, Any]) -> Tensor:
+        mu, beta2, eps = group["momentum"], group["beta2"], group["eps"]
+        state = self.state[p]
+        t = state["step"] = state.get("step", 0) + 1
+        mhat = m / (1.0 - mu**t)
+        if "second_moment" not in state:
+            state["second_moment"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        v = state["second_moment"]
+        v.mul_(beta2).addcmul_(mhat, mhat, value=1.0 - beta2)
+        vhat = v / (1.0 - beta2**t)
+        return mhat.div_(vhat.sqrt_().add_(eps))

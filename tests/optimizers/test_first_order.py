@@ -2,9 +2,9 @@
 written out here as independent float64 loops (the equations of each class's docstring) on a
 tiny least-squares problem whose gradients are computed by hand, not by autograd.
 
-Each literal check is paired with the near miss it must tell apart (torch.optim's SGD,
-coupled decay, the initial learning rate in the decay), so a swap to one of them fails the
-test."""
+Each literal check is paired with the near miss it must tell apart (torch.optim's Adam
+and SGD, coupled decay, the initial learning rate in the decay), so a swap to one of them
+fails the test."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from optimizers.first_order import SGDW
+from optimizers.first_order import SGDW, AdamOnMomentum
 
 STEPS = 6
 TIGHT = {"rtol": 1e-10, "atol": 1e-13}  # float64, a few operations in another order
@@ -173,9 +173,133 @@ def test_sgdw_without_dampening_or_decay_is_torch_sgd() -> None:
     assert_same(ours, run(torch.optim.SGD, data, lr=0.05, momentum=0.9, weight_decay=0.01))
 
 
+# --------------------------------------------------------------------------- Adam
+def adam_reference(
+    data: list[tuple[Tensor, Tensor]],
+    lr: float,
+    mu: float,
+    beta2: float,
+    eps: float,
+    wd: float,
+    l2: float,
+    square_of: str = "mhat",
+) -> list[list[Tensor]]:
+    """The TNT and K-BFGS codes' Adam, literally; square_of="g" is torch.optim.Adam's v."""
+    weights = start()
+    m = [torch.zeros_like(w) for w in weights]
+    v = [torch.zeros_like(w) for w in weights]
+    trajectory = []
+    for t, batch in enumerate(data, start=1):
+        grads = [g + l2 * w for g, w in zip(gradient(weights, batch), weights, strict=True)]
+        new = []
+        for i, (w, g) in enumerate(zip(weights, grads, strict=True)):
+            m[i] = mu * m[i] + (1 - mu) * g
+            mhat = m[i] / (1 - mu**t)
+            v[i] = beta2 * v[i] + (1 - beta2) * (mhat**2 if square_of == "mhat" else g**2)
+            vhat = v[i] / (1 - beta2**t)
+            new.append((1 - lr * wd) * w - lr * mhat / (torch.sqrt(vhat) + eps))
+        weights = new
+        trajectory.append(weights)
+    return trajectory
+
+
+ADAM = {"lr": 0.01, "momentum": 0.9, "momentum_dampening": 0.9, "eps": 1e-4}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"beta2": 0.999, "weight_decay": 0.0, "l2": 0.0},  # the TNT code (MNIST autoencoder)
+        {"beta2": 0.9, "weight_decay": 0.0, "l2": 1e-5},  # the K-BFGS code
+        {"beta2": 0.99, "weight_decay": 0.5, "l2": 0.1},  # both terms large enough to matter
+    ],
+    ids=["tnt", "kbfgs", "decay"],
+)
+def test_adam_on_momentum_follows_the_authors_update(settings: dict) -> None:
+    data = batches(STEPS)
+    expected = adam_reference(
+        data,
+        ADAM["lr"],
+        ADAM["momentum"],
+        settings["beta2"],
+        ADAM["eps"],
+        settings["weight_decay"],
+        settings["l2"],
+    )
+    assert_same(run(AdamOnMomentum, data, **ADAM, **settings), expected)
+
+
+def test_adam_on_momentum_first_steps_state() -> None:
+    """m from 0 with dampening (m_1 = 0.1 g_1), mhat_1 = g_1, v_1 of mhat_1^2; at step 2, v
+    of mhat_2^2 = (m_2 / (1 - 0.9^2))^2, not of g_2^2."""
+    data = batches(2)
+    params = parameters()
+    optimizer = AdamOnMomentum(params, lr=0.01, beta2=0.9, eps=1e-4)
+    w0 = start()
+    g1 = gradient(w0, data[0])
+    optimizer.step(Counted(params, data[0]))
+    for p, w, g in zip(params, w0, g1, strict=True):
+        state = optimizer.state[p]
+        assert state["step"] == 1
+        torch.testing.assert_close(state["momentum_buffer"], 0.1 * g, **TIGHT)
+        torch.testing.assert_close(state["second_moment"], 0.1 * g**2, **TIGHT)  # (1-b2) mhat^2
+        # vhat_1 = g^2: the first step is g / (|g| + eps), the same as Adam's
+        torch.testing.assert_close(p.detach(), w - 0.01 * g / (g.abs() + 1e-4), **TIGHT)
+    w1 = [p.detach().clone() for p in params]
+    g2 = gradient(w1, data[1])
+    optimizer.step(Counted(params, data[1]))
+    for p, g_1, g_2 in zip(params, g1, g2, strict=True):
+        m2 = 0.9 * 0.1 * g_1 + 0.1 * g_2
+        mhat2 = m2 / (1 - 0.9**2)
+        v2 = 0.9 * 0.1 * g_1**2 + 0.1 * mhat2**2
+        torch.testing.assert_close(optimizer.state[p]["momentum_buffer"], m2, **TIGHT)
+        torch.testing.assert_close(optimizer.state[p]["second_moment"], v2, **TIGHT)
+        wrong = 0.9 * 0.1 * g_1**2 + 0.1 * g_2**2  # torch.optim.Adam's v
+        assert not torch.allclose(optimizer.state[p]["second_moment"], wrong, rtol=1e-3)
+
+
+def test_torch_adam_is_another_method() -> None:
+    """torch.optim.Adam (v of g^2) agrees at step 1 (mhat_1 = g_1) and then departs from the
+    authors' Adam by far more than the tolerance above, so a swap would fail the test."""
+    data = batches(STEPS)
+    authors = adam_reference(data, 0.01, 0.9, 0.9, 1e-4, 0.0, 0.0)
+    of_g = adam_reference(data, 0.01, 0.9, 0.9, 1e-4, 0.0, 0.0, square_of="g")
+    torch_adam = run(torch.optim.Adam, data, lr=0.01, betas=(0.9, 0.9), eps=1e-4)
+    assert_same(torch_adam, of_g)  # the reference's "g" variant is torch's Adam
+    assert_same(torch_adam[:1], authors[:1])
+    assert distance(torch_adam[1:], authors[1:]) > 1e-4
+    assert distance(run(AdamOnMomentum, data, lr=0.01, beta2=0.9, eps=1e-4), torch_adam) > 1e-4
+
+
+def test_adam_bias_correction_needs_dampening_equal_to_momentum() -> None:
+    """With d != mu, 1/(1 - mu^t) does not unbias the momentum; the TNT code asserts d = mu."""
+    with pytest.raises(ValueError, match=r"momentum_dampening value: 0.0 \(must equal momentum"):
+        AdamOnMomentum(parameters(), momentum=0.9, momentum_dampening=0.0)
+    with pytest.raises(
+        ValueError, match=r"momentum_dampening value: 0.9 \(must equal momentum=0.5"
+    ):
+        AdamOnMomentum([{"params": parameters(), "momentum": 0.5}])  # a group's own momentum
+    AdamOnMomentum(parameters(), momentum=0.0, momentum_dampening=0.0)  # no momentum: m = g
+
+
+def test_adam_with_a_constant_gradient_has_mhat_equal_to_it() -> None:
+    """The reason for the correction: with d = mu, mhat_t = g for a constant g at every t."""
+    p = nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    optimizer = AdamOnMomentum([p], lr=0.0, beta2=0.999)  # lr 0: W, and so g, stay put
+    g = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    for t in range(1, 6):
+        p.grad = g.clone()
+        optimizer.step()
+        mhat = optimizer.state[p]["momentum_buffer"] / (1 - 0.9**t)
+        torch.testing.assert_close(mhat, g, **TIGHT)
+        vhat = optimizer.state[p]["second_moment"] / (1 - 0.999**t)
+        torch.testing.assert_close(vhat, g**2, **TIGHT)
+
+
 # --------------------------------------------------------------------------- all three
 ALL = {
     "sgdw": (SGDW, {}),
+    "adam_on_momentum": (AdamOnMomentum, {}),
 }
 
 
