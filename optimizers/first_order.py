@@ -15,11 +15,12 @@ curvature. The classes:
 
     SGDW               D = m                           (SGD-m of both codes)
     AdamOnMomentum     D = mhat / (sqrt(vhat) + eps),  v of mhat^2: Adam on the momentum
+    RMSpropOnMomentum  D = m / (sqrt(v) + eps),        v of m^2, warm-started
 
-Neither is a torch.optim class: torch.optim.SGD starts its buffer at g (so with dampening
-its first step differs) and couples its weight decay, and torch.optim.Adam keeps the second
-moment of g, not of the momentum. Each class's docstring says where its equations come
-from, as `repo:path:line` at the commits
+None of them is a torch.optim class: torch.optim.SGD starts its buffer at g (so with
+dampening its first step differs), torch.optim.Adam keeps the second moment of g, not of
+the momentum, and torch.optim.RMSprop keeps that of g and starts it at 0. Each class's
+docstring says where its equations come from, as `repo:path:line` at the commits
 
     tnt    github.com/renyiryry/tnt_neurips_2021          266d0aa7dfe849dcc14106dc50c48818770d40e4
     kbfgs  github.com/renyiryry/kbfgs_neurips2020_public  be57dc380be1817dc9746d174fbe06e8fdeb1946
@@ -40,6 +41,7 @@ import torch
 from torch import Tensor
 
 from optimizers.base import check_fraction, check_non_negative
+from optimizers.phases import phase
 
 
 def check_eps(eps: Any) -> None:
@@ -265,3 +267,102 @@ class AdamOnMomentum(MomentumMethod):
         v.mul_(beta2).addcmul_(mhat, mhat, value=1.0 - beta2)
         vhat = v / (1.0 - beta2**t)
         return mhat.div_(vhat.sqrt_().add_(eps))
+
+
+class RMSpropOnMomentum(MomentumMethod):
+    """RMSprop on the momentum: the RMSprop of the K-BFGS code, not torch.optim.RMSprop.
+
+        m_t = mu*m_{t-1} + (1 - d)*(g_t + l2*W),   m_0 = 0
+        v_t = beta2*v_{t-1} + (1 - beta2)*m_t^2    (of the momentum, no bias correction)
+        D_t = m_t / (sqrt(v_t) + eps)
+        W  <- (1 - lr_t*wd)*W - lr_t*D_t
+
+        v_0 = (1/J) sum_{j=1..J} (g_j(W_0) + l2*W_0)^2   with warm_start (the default)
+        v_0 = 0                                          without
+
+    The warm start (`warm_start(closures)`, called by the trainer before step 0 over
+    `trainer.warm_start_batches` mini-batches, one epoch by default) averages uniformly the
+    element-wise square of the raw gradient plus the L2 term at the initial weights: the k-th
+    batch with v <- (k-1)/k*v + (1/k)*g_k^2. It squares the gradient, while the iterations
+    square the momentum, as in the code. It does not change the weights.
+
+    Sources, all in the K-BFGS code: m (`kbfgs:training_function.py:161`, `:216`,
+    `:223-225`: mu 0.9, d 0.9, tau 1e-5 at `:46`); v of m^2 with beta2 = 0.9 and no bias
+    correction (`kbfgs:first_order_methods.py:21-25`, `:32-33`); D (`:35-38`); eps 1e-4
+    (`kbfgs:training_function.py:23`, `:69-70`); W <- W - alpha*D, no weight decay
+    (`kbfgs:training_utils.py:270-281`); the warm start (`kbfgs:training_utils.py:86-123`:
+    true labels, gradient of the mean loss plus tau*W, uniform average of its square over
+    floor(n/N1) batches). Without a warm start v starts at 0: the code initialises it to zeros
+    (`:88`) and runs the warm-start loop only when the batch is smaller than the training set
+    (`:93`). The code has no RMSprop setting for any problem (`kbfgs:Demo.ipynb` runs none);
+    lr 1e-4 here is the Adam setting of the TNT code, whose steps have the same scale.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-4,
+        momentum: float = 0.9,
+        momentum_dampening: float = 0.9,
+        beta2: float = 0.9,
+        eps: float = 1e-4,
+        weight_decay: float = 0.0,
+        l2: float = 1e-5,
+        warm_start: bool = True,
+    ) -> None:
+        if not isinstance(warm_start, bool):
+            raise ValueError(f"Invalid warm_start value: {warm_start!r} (must be true or false)")
+        self.warm_start_enabled = warm_start
+        super().__init__(
+            params,
+            lr=lr,
+            momentum=momentum,
+            momentum_dampening=momentum_dampening,
+            weight_decay=weight_decay,
+            l2=l2,
+            beta2=beta2,
+            eps=eps,
+        )
+
+    def _check_method(self, group: dict[str, Any]) -> None:
+        check_fraction("beta2", group["beta2"])
+        check_eps(group["eps"])
+
+    def _direction(self, p: Tensor, m: Tensor, group: dict[str, Any]) -> Tensor:
+        beta2, eps = group["beta2"], group["eps"]
+        state = self.state[p]
+        if "second_moment" not in state:
+            state["second_moment"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        v = state["second_moment"]
+        v.mul_(beta2).addcmul_(m, m, value=1.0 - beta2)
+        return m / v.sqrt().add_(eps)
+
+    @torch.no_grad()
+    def warm_start(self, closures: Iterable[Callable[[], Tensor]]) -> None:
+        """v_0: the uniform average of (g + l2*W)^2 over `closures` (mini-batches at the
+        initial weights), before step 0; the weights do not change. Nothing when
+        warm_start=false."""
+        if not self.warm_start_enabled:
+            return
+        counts: dict[Tensor, int] = {}
+        for closure in closures:
+            with torch.enable_grad(), phase("statistics"):
+                loss = closure()
+            if not bool(torch.isfinite(loss)):
+                raise RuntimeError(
+                    f"warm start: non-finite loss {float(loss)} at the initial weights"
+                )
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    grad = self._gradient(p, group)
+                    count = counts[p] = counts.get(p, 0) + 1
+                    state = self.state[p]
+                    if count == 1:
+                        state["second_moment"] = grad.square()
+                    else:
+                        state["second_moment"].mul_((count - 1) / count).addcmul_(
+                            grad, grad, value=1.0 / count
+                        )
+        self.zero_grad(set_to_none=True)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from optimizers.examples.diagonal import DiagonalFisher
-from optimizers.first_order import SGDW, AdamOnMomentum
+from optimizers.first_order import SGDW, AdamOnMomentum, RMSpropOnMomentum
 from optimizers.kbfgs import KBFGS
 from optimizers.kfac import KFAC
 from optimizers.shampoo import Shampoo
@@ -205,6 +205,17 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
                 {"momentum_dampening": 0.0},
                 "Invalid momentum_dampening value: 0.0 (must equal momentum=0.9",
             ),
+        ),
+    ),
+    OptimizerInfo(
+        "rmsprop_on_momentum",
+        RMSpropOnMomentum,
+        {"lr": 0.01},
+        (
+            *_update_invalid(),
+            Invalid({"eps": -1e-4}, "Invalid eps value: -0.0001"),
+            Invalid({"beta2": -0.1}, "Invalid beta2 value: -0.1 (must be in [0, 1))"),
+            Invalid({"warm_start": "yes"}, "Invalid warm_start value: 'yes'"),
         ),
     ),
 )

@@ -2,17 +2,19 @@
 written out here as independent float64 loops (the equations of each class's docstring) on a
 tiny least-squares problem whose gradients are computed by hand, not by autograd.
 
-Each literal check is paired with the near miss it must tell apart (torch.optim's Adam
-and SGD, coupled decay, the initial learning rate in the decay), so a swap to one of them
-fails the test."""
+Each literal check is paired with the near miss it must tell apart (torch.optim's Adam,
+RMSprop and SGD, coupled decay, the initial learning rate in the decay), so a swap to one of
+them fails the test."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 from torch import Tensor, nn
 
-from optimizers.first_order import SGDW, AdamOnMomentum
+from optimizers.first_order import SGDW, AdamOnMomentum, RMSpropOnMomentum
 
 STEPS = 6
 TIGHT = {"rtol": 1e-10, "atol": 1e-13}  # float64, a few operations in another order
@@ -296,10 +298,118 @@ def test_adam_with_a_constant_gradient_has_mhat_equal_to_it() -> None:
         torch.testing.assert_close(vhat, g**2, **TIGHT)
 
 
+# --------------------------------------------------------------------------- RMSprop
+def rmsprop_reference(
+    data: list[tuple[Tensor, Tensor]],
+    warm: list[tuple[Tensor, Tensor]],
+    lr: float,
+    beta2: float,
+    eps: float,
+    l2: float,
+    wd: float = 0.0,
+) -> tuple[list[Tensor], list[list[Tensor]]]:
+    """The K-BFGS code's RMSprop, literally: v_0 and the weights after each step."""
+    weights = start()
+    v = [torch.zeros_like(w) for w in weights]
+    for j, batch in enumerate(warm, start=1):  # uniform average of (g + l2 W_0)^2
+        grads = [g + l2 * w for g, w in zip(gradient(weights, batch), weights, strict=True)]
+        v = [(j - 1) / j * v_i + (1 / j) * g**2 for v_i, g in zip(v, grads, strict=True)]
+    v0 = list(v)
+    m = [torch.zeros_like(w) for w in weights]
+    trajectory = []
+    for batch in data:
+        grads = [g + l2 * w for g, w in zip(gradient(weights, batch), weights, strict=True)]
+        new = []
+        for i, (w, g) in enumerate(zip(weights, grads, strict=True)):
+            m[i] = 0.9 * m[i] + 0.1 * g
+            v[i] = beta2 * v[i] + (1 - beta2) * m[i] ** 2
+            new.append((1 - lr * wd) * w - lr * m[i] / (torch.sqrt(v[i]) + eps))
+        weights = new
+        trajectory.append(weights)
+    return v0, trajectory
+
+
+RMSPROP = {"lr": 0.01, "beta2": 0.9, "eps": 1e-4, "l2": 1e-5}
+
+
+@pytest.mark.parametrize("l2", [1e-5, 0.1])
+def test_rmsprop_warm_start_and_steps_follow_the_authors_update(l2: float) -> None:
+    data, warm = batches(STEPS), batches(3, seed=7)
+    settings = {**RMSPROP, "l2": l2}
+    v0, expected = rmsprop_reference(data, warm, **settings)
+    params = parameters()
+    optimizer = RMSpropOnMomentum(params, **settings)
+    closures = [Counted(params, batch) for batch in warm]
+    optimizer.warm_start(iter(closures))
+    assert [c.calls for c in closures] == [1, 1, 1]
+    for p, w, v in zip(params, start(), v0, strict=True):
+        assert torch.equal(p.detach(), w)  # the warm start does not move the weights
+        assert p.grad is None
+        torch.testing.assert_close(optimizer.state[p]["second_moment"], v, **TIGHT)
+        assert "momentum_buffer" not in optimizer.state[p]  # m starts at 0 at step 1
+    # first step: m_1 = 0.1 (g_1 + l2 W_0), v_1 = 0.9 v_0 + 0.1 m_1^2
+    w0 = start()
+    g1 = [g + l2 * w for g, w in zip(gradient(w0, data[0]), w0, strict=True)]
+    trajectory = []
+    for index, batch in enumerate(data):
+        optimizer.step(Counted(params, batch))
+        trajectory.append([p.detach().clone() for p in params])
+        if index == 0:
+            for p, g, v, w in zip(params, g1, v0, w0, strict=True):
+                m1 = 0.1 * g
+                v1 = 0.9 * v + 0.1 * m1**2
+                torch.testing.assert_close(optimizer.state[p]["momentum_buffer"], m1, **TIGHT)
+                torch.testing.assert_close(optimizer.state[p]["second_moment"], v1, **TIGHT)
+                expected_w1 = w - 0.01 * m1 / (v1.sqrt() + 1e-4)
+                torch.testing.assert_close(p.detach(), expected_w1, **TIGHT)
+    assert_same(trajectory, expected)
+
+
+def test_rmsprop_without_warm_start_starts_v_at_zero() -> None:
+    """warm_start=false: warm_start() runs no closure, v_0 = 0 (the code's zeros), so the
+    first step is m_1 / (sqrt(0.1) |m_1| + eps)."""
+    data = batches(STEPS)
+    params = parameters()
+    optimizer = RMSpropOnMomentum(params, **RMSPROP, warm_start=False)
+    unused = Counted(params, data[0])
+    optimizer.warm_start(iter([unused]))
+    assert unused.calls == 0 and not optimizer.state
+    w0 = start()
+    optimizer.step(Counted(params, data[0]))
+    for p, w, g in zip(params, w0, gradient(w0, data[0]), strict=True):
+        m1 = 0.1 * (g + 1e-5 * w)
+        step = m1 / (math.sqrt(0.1) * m1.abs() + 1e-4)
+        torch.testing.assert_close(p.detach(), w - 0.01 * step, **TIGHT)
+    _, expected = rmsprop_reference(data, [], **RMSPROP)
+    assert_same(run(RMSpropOnMomentum, data, **RMSPROP, warm_start=False), expected)
+
+
+def test_torch_rmsprop_is_another_method() -> None:
+    """torch.optim.RMSprop squares g, not the momentum, and starts v at 0 with no warm start."""
+    data = batches(STEPS)
+    _, authors = rmsprop_reference(data, [], **RMSPROP)
+    torch_rmsprop = run(
+        torch.optim.RMSprop, data, lr=0.01, alpha=0.9, eps=1e-4, momentum=0.9, weight_decay=1e-5
+    )
+    assert distance(torch_rmsprop, authors) > 1e-3
+
+
+def test_rmsprop_warm_start_stops_at_a_non_finite_loss() -> None:
+    """A non-finite loss in the warm start is an error at the initial weights."""
+    params = parameters()
+    optimizer = RMSpropOnMomentum(params)
+    x, y = batches(1)[0]
+    poisoned = (x.clone(), y)
+    poisoned[0][0, 0] = float("nan")
+    with pytest.raises(RuntimeError, match="warm start: non-finite loss nan at the initial"):
+        optimizer.warm_start(iter([Counted(params, poisoned)]))
+
+
 # --------------------------------------------------------------------------- all three
 ALL = {
     "sgdw": (SGDW, {}),
     "adam_on_momentum": (AdamOnMomentum, {}),
+    "rmsprop_on_momentum": (RMSpropOnMomentum, {"warm_start": False}),
 }
 
 
