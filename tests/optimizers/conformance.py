@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from optimizers.examples.diagonal import DiagonalFisher
+from optimizers.first_order import SGDW, AdamOnMomentum, RMSpropOnMomentum
 from optimizers.kbfgs import KBFGS
 from optimizers.kfac import KFAC
 from optimizers.shampoo import Shampoo
@@ -195,5 +196,31 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
             Invalid({"fisher": "exact"}, "Invalid fisher value: 'exact'"),
         ),
         deterministic={"fisher": "empirical"},
+    ),
+    OptimizerInfo("sgdw", SGDW, {"lr": 0.1}, _update_invalid()),
+    OptimizerInfo(
+        "adam_on_momentum",
+        AdamOnMomentum,
+        {"lr": 0.03},
+        (
+            *_update_invalid(),
+            Invalid({"eps": 0.0}, "Invalid eps value: 0.0"),
+            Invalid({"beta2": 1.0}, "Invalid beta2 value: 1.0 (must be in [0, 1))"),
+            Invalid(
+                {"momentum_dampening": 0.0},
+                "Invalid momentum_dampening value: 0.0 (must equal momentum=0.9",
+            ),
+        ),
+    ),
+    OptimizerInfo(
+        "rmsprop_on_momentum",
+        RMSpropOnMomentum,
+        {"lr": 0.01},
+        (
+            *_update_invalid(),
+            Invalid({"eps": -1e-4}, "Invalid eps value: -0.0001"),
+            Invalid({"beta2": -0.1}, "Invalid beta2 value: -0.1 (must be in [0, 1))"),
+            Invalid({"warm_start": "yes"}, "Invalid warm_start value: 'yes'"),
+        ),
     ),
 )
