@@ -1,4 +1,6 @@
-"""TENGraD: natural gradient with the exact damped Fisher block of each layer over the batch.
+"""TENGraD: natural gradient with the damped Fisher block of each layer over the batch, exact
+for Linear layers and, with `conv_gradients: exact`, for convolutions (the default `averaged`
+approximates a convolution's per-example gradients: the Note below).
 
 Soori, Can, Mu & Dehnavi (2021), "TENGraD: Time-efficient natural gradient descent with exact
 Fisher-block inversion".
