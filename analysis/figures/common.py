@@ -89,7 +89,7 @@ def draw_band(
 
 def log_scale_for(metric: str) -> bool:
     """Losses on a log scale, as in the papers; errors and accuracies linear, in %."""
-    return metric.endswith("loss") or metric.endswith("loss_ema")
+    return "loss" in metric.rpartition("/")[2]
 
 
 def method_legend(figure: Figure, methods: Sequence[str]) -> None:
