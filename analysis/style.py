@@ -53,7 +53,7 @@ METRIC_LABELS = {
     "train/full_loss": "training loss",
     "train/loss_ema": "training loss (EMA of mini-batch losses)",
     "train/loss_ema_epoch_end": "training loss (mini-batch EMA)",
-    "train/full_loss_l2": "training loss + ½τ‖w‖² (τ = 1e-5)",
+    "train/full_loss_l2": "training loss + ½τ‖w‖²",  # tau = 1e-5, said in the caption
     "test/loss": "test loss",
     "test/error": "test error (%)",
     "test/accuracy": "test accuracy (%)",

@@ -173,8 +173,8 @@ def curve_figure(results: Results, spec: CurveSpec, options: Options = DEFAULT_O
                 f"{problem}: {who}{metric_label(metric)} not drawn ({_not_logged(metric)})"
             )
     method_legend(figure, ordered(drawn_methods))
-    title = f"{spec.title}\n(median over seeds, band: {BAND_TEXT[options.band]}"
-    title += f"; {clock.short})" if clock else ")"
+    title = f"{spec.title}\n(median over seeds, band: {BAND_TEXT[options.band]})"
+    title += f"\n({clock.short})" if clock else ""
     figure.suptitle(title, fontsize=11)
     add_note(figure, missing)
     return Drawn(figure, missing, _caption(results, spec, problems, options, clock))

@@ -236,7 +236,7 @@ def test_kbfgs_fig_draws_and_chooses_by_the_full_loss_plus_the_l2_term(tmp_path:
     assert "0.5 tau ||w||^2" in rule.text and "no selection rule" in rule.why
     drawn = draw("kbfgs_fig", results)
     by_epoch, by_time = drawn.figure.axes
-    assert by_epoch.get_ylabel() == "training loss + ½τ‖w‖² (τ = 1e-5)"
+    assert by_epoch.get_ylabel() == "training loss + ½τ‖w‖²"
     assert by_epoch.get_yscale() == by_time.get_yscale() == "log"
     assert by_epoch.get_xscale() == "linear"
     drawn_lines = lines(by_epoch)
@@ -262,8 +262,7 @@ def test_kbfgs_fig_says_the_weight_norm_is_missing_rather_than_drawing_the_loss(
     assert all(not axes.axison for axes in panels)
     assert any("no model/weight_sq_norm logged" in text.get_text() for text in panels[0].texts)
     assert (
-        "kbfgs_mnist_ae: training loss + ½τ‖w‖² (τ = 1e-5) not drawn "
-        "(no model/weight_sq_norm logged)"
+        "kbfgs_mnist_ae: training loss + ½τ‖w‖² not drawn (no model/weight_sq_norm logged)"
     ) in drawn.missing
 
 
@@ -273,8 +272,7 @@ def test_kbfgs_fig_names_the_methods_without_the_weight_norm(tmp_path: Path) -> 
     drawn = draw("kbfgs_fig", Results.of(load(tmp_path)))
     assert set(lines(drawn.figure.axes[0])) == {"K-BFGS"}
     assert (
-        "kbfgs_mnist_ae: Adam: training loss + ½τ‖w‖² (τ = 1e-5) not drawn "
-        "(no model/weight_sq_norm logged)"
+        "kbfgs_mnist_ae: Adam: training loss + ½τ‖w‖² not drawn (no model/weight_sq_norm logged)"
     ) in drawn.missing
 
 
