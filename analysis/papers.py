@@ -21,7 +21,6 @@ test accuracy (both sobench's rule and the TNT paper's).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -163,8 +162,3 @@ def selection_rules(runs: pd.DataFrame, choice: LossChoice = "paper") -> dict[st
         problem: problem_rule(of_problem, problem, choice)
         for problem, of_problem in runs.groupby("problem", sort=True)
     }
-
-
-def rule_lines(rules: Mapping[str, Rule]) -> list[str]:
-    """One line per problem: the rule and why."""
-    return [f"{problem}: {rule.text} ({rule.why})" for problem, rule in rules.items()]
