@@ -41,14 +41,15 @@ LOSS_CHOICES: tuple[LossChoice, ...] = ("paper", "full", "ema")
 Clock = Literal["wall", "process"]
 
 # ------------------------------------------------------------------------------ the methods
-# The methods each paper figure compares, in the papers' order of the legend (style.py):
-# the one place to edit when the authors' first-order variants land as optimizer configs
-# (e.g. an Adam or an RMSprop on the momentum, an SGD-m with decoupled weight decay): add or
-# rename their method names here and their display names in analysis.style.DISPLAY_NAMES.
-# "rmsprop" is a placeholder slot for the K-BFGS code's RMSprop (no config runs it yet).
+# The methods each paper figure draws (the legend keeps the order of
+# analysis.style.DISPLAY_NAMES): the one place to edit as the authors' first-order variants
+# are run (optimizer configs sgdw, adam_on_momentum and rmsprop_on_momentum; their display
+# names are in analysis.style.DISPLAY_NAMES). A method without runs is named under the figure.
+# "rmsprop_on_momentum" is the slot of the K-BFGS code's RMSprop (the only RMSprop the K-BFGS
+# figure compares; torch.optim's is another algorithm).
 TNT_METHODS = ("tnt", "kfac", "shampoo", "adam", "sgd")
 TNT_EF_METHODS = ("tnt", "tnt_ef")
-KBFGS_METHODS = ("kbfgs", "kbfgs_l", "kfac", "adam", "rmsprop", "sgd")
+KBFGS_METHODS = ("kbfgs", "kbfgs_l", "kfac", "adam", "rmsprop_on_momentum", "sgd")
 TENGRAD_METHODS = ("tengrad", "kfac", "sgd")
 
 

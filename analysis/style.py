@@ -17,9 +17,11 @@ DISPLAY_NAMES = {
     "kbfgs_l": "K-BFGS(L)",
     "tengrad": "TENGraD",
     "tnt_ef": "TNT-EF",
-    # placeholder slots of the papers' first-order methods (analysis.papers): rename here
-    # when their optimizer configs land
-    "rmsprop": "RMSprop",
+    # the authors' first-order methods (conf/optimizer/<name>.yaml on main; names and display
+    # names to edit here, the figures' method lists in analysis.papers)
+    "rmsprop_on_momentum": "RMSprop on momentum",
+    "adam_on_momentum": "Adam on momentum",
+    "sgdw": "SGD-m (decoupled wd)",
 }
 # Variants of one optimizer class that the papers compare as separate methods, chosen by a
 # config value: (optimizer, config column, value) -> method.

@@ -210,7 +210,9 @@ def objective(curves: dict) -> list[float]:
     ]
 
 
-def write_kbfgs(root: Path, with_norm: bool = True, methods=("kbfgs", "rmsprop")) -> None:
+def write_kbfgs(
+    root: Path, with_norm: bool = True, methods=("kbfgs", "rmsprop_on_momentum")
+) -> None:
     for method in methods:
         for lr, curves in KBFGS_RUNS.items():
             curves = curves if with_norm else {"losses": curves["losses"]}
@@ -241,9 +243,11 @@ def test_kbfgs_fig_draws_and_chooses_by_the_full_loss_plus_the_l2_term(tmp_path:
     assert by_epoch.get_xscale() == "linear"
     drawn_lines = lines(by_epoch)
     assert list(drawn_lines["K-BFGS"].get_ydata()) == pytest.approx(objective(KBFGS_RUNS[0.3]))
-    assert "rmsprop" in KBFGS_METHODS  # the slot of the K-BFGS code's RMSprop
-    assert drawn_lines["RMSprop"].get_color() == colour("rmsprop")
-    assert display_name("rmsprop") == "RMSprop"
+    assert "rmsprop_on_momentum" in KBFGS_METHODS  # the slot of the K-BFGS code's RMSprop
+    rmsprop = drawn_lines["RMSprop on momentum"]
+    assert list(rmsprop.get_ydata()) == pytest.approx(objective(KBFGS_RUNS[0.3]))
+    assert rmsprop.get_color() == colour("rmsprop_on_momentum") != colour("adam")
+    assert display_name("rmsprop_on_momentum") == "RMSprop on momentum"
 
 
 def test_kbfgs_fig_says_the_weight_norm_is_missing_rather_than_drawing_the_loss(
@@ -320,8 +324,8 @@ def test_the_process_time_axis_draws_time_process_s(tmp_path: Path) -> None:
 
 
 def test_unknown_methods_still_get_a_colour() -> None:
-    known = {colour(method) for method in ("sgd", "adam", "kfac", "tnt", "rmsprop")}
-    assert len(known) == 5
+    names = ("sgd", "adam", "kfac", "tnt", "rmsprop_on_momentum", "adam_on_momentum", "sgdw")
+    assert len({colour(method) for method in names}) == len(names)
     assert colour("sgd_decoupled_wd") == colour("sgd_decoupled_wd")  # stable, and no error
 
 
