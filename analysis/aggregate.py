@@ -1,7 +1,10 @@
 """Curves of several runs (the seeds of a setting) -> median and band, on epochs or time.
 
-A run's curve is its records that hold the metric, indexed by the x axis: `epoch`, or
-`time/train_s` (training seconds; evaluation and warm start excluded). Runs are aligned on
+A run's curve is its records that hold the metric, indexed by the x axis: `epoch`;
+`time` = `time/train_s` (sobench's training clock: synchronised wall-clock seconds of the
+training steps; evaluation and warm start excluded); or `process` = `time/process_s` (the
+process's CPU seconds over the same regions, the papers' clock; logged at evaluations only,
+and blind to asynchronous GPU work). Runs are aligned on
 the union of their x values, each interpolated linearly between its own records and never
 extrapolated; the aggregate keeps only the x where every run has a value (up to the end of
 the shortest run), so every point is a statistic over the same seeds.
@@ -22,9 +25,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-Axis = Literal["epoch", "time"]
+from contract.records import EPOCH, PROCESS_S, TRAIN_S
+
+Axis = Literal["epoch", "time", "process"]
 Band = Literal["minmax", "bootstrap"]
-AXIS_COLUMNS: dict[str, str] = {"epoch": "epoch", "time": "time/train_s"}
+AXIS_COLUMNS: dict[str, str] = {"epoch": EPOCH, "time": TRAIN_S, "process": PROCESS_S}
 BANDS = ("minmax", "bootstrap")
 
 

@@ -4,7 +4,8 @@ and the training loss of those runs against epochs and against training time.
     python -m analysis.compare runs/demo --figure figures/demo.png
 
 It groups and aggregates as `python -m analysis.report` does (analysis.results): each
-(problem, method) is shown at its best setting by the papers' rule, and every number is a
+(problem, method) is shown at its best setting by the problem's rule (by default its paper's,
+analysis.papers; sobench's for `demo`), said under the table, and every number is a
 cell of the report's `results` or `cost` table (medians over that setting's seeds: losses over
 the completed seeds, the time per step over every seed that took steps). Under each table it
 says what was left out (the method's other settings, unfinished runs, runs that ended badly)
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.figures.common import Drawn, Options
+from analysis.figures.common import LOSS, Drawn, Options, add_view_arguments
 from analysis.figures.curves import CurveSpec, curve_figure
 from analysis.load import load_for_command
 from analysis.machine_load import overload_warnings
@@ -28,7 +29,7 @@ from analysis.results import Results
 from analysis.style import display_name, ordered, sort_key
 from analysis.sweep import config_text
 from analysis.tables import cost_table, results_table, to_markdown
-from contract.records import COMPLETED, ENDED_BADLY, FULL_TRAIN_LOSS, STATUSES, UNFINISHED
+from contract.records import COMPLETED, ENDED_BADLY, STATUSES, UNFINISHED
 
 # the columns of the report's tables that the quick comparison shows, in this order
 RESULT_COLUMNS = (
@@ -104,13 +105,19 @@ def left_out_lines(results: Results, problem: str) -> list[str]:
     return lines
 
 
+def rule_line(results: Results, problem: str) -> str:
+    """Which rule chose the settings of `problem`, and whose rule it is."""
+    rule = results.selection.rules[problem]
+    return f"Settings chosen by the {rule.text} (median over seeds): {rule.why}."
+
+
 def comparison_markdown(results: Results) -> str:
-    """The printed comparison: per problem a heading, the table, what was left out and the
-    warning about overloaded machines."""
+    """The printed comparison: per problem a heading, the table, the rule that chose the
+    settings, what was left out and the warning about overloaded machines."""
     warnings = overload_warnings(results.compared)
     parts = []
     for problem, table in comparison_tables(results).items():
-        notes = left_out_lines(results, problem)
+        notes = [rule_line(results, problem), *left_out_lines(results, problem)]
         if problem in warnings:
             notes.append(warnings[problem])
         table.index.name = "method"
@@ -119,19 +126,23 @@ def comparison_markdown(results: Results) -> str:
     return "\n".join(parts)
 
 
-def loss_figure(results: Results, metric: str = FULL_TRAIN_LOSS) -> Drawn:
-    """`metric` against epochs and training time, one row per problem: the median and band of
-    each method's chosen setting over its completed seeds (the report's curve figures,
-    analysis.figures.curves, drawn for every problem and method of the sweep)."""
+def loss_figure(
+    results: Results, metric: str | None = None, options: Options | None = None
+) -> Drawn:
+    """`metric` (default: each problem's training loss under options.loss, by default its
+    paper's quantity: the full training loss for `demo`) against epochs and training time, one
+    row per problem: the median and band of each method's chosen setting over its completed
+    seeds (the report's curve figures, analysis.figures.curves, drawn for every problem and
+    method of the sweep)."""
     sweep = results.sweep
     spec = CurveSpec(
         "compare",
         sweep.source,
         tuple(sweep.problems),
         tuple(ordered(sweep.runs["method"])),
-        (metric,),
+        (metric or LOSS,),
     )
-    return curve_figure(results, spec, Options())
+    return curve_figure(results, spec, options or Options())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,15 +153,18 @@ def main(argv: list[str] | None = None) -> int:
         "runs", help="a folder of run directories (e.g. runs/demo), wandb:entity/project, ..."
     )
     parser.add_argument("--figure", type=Path, help="write the loss figure here (.png, .pdf)")
-    parser.add_argument("--metric", default=FULL_TRAIN_LOSS, help="default: train/full_loss")
+    parser.add_argument(
+        "--metric", help="draw this metric (default: the training loss of --loss per problem)"
+    )
+    add_view_arguments(parser)
     args = parser.parse_args(argv)
     sweep = load_for_command(args.runs)
     if sweep is None:
         return 1
-    results = Results.of(sweep)
+    results = Results.of(sweep, select_by=args.select or args.loss)
     print(comparison_markdown(results))
     if args.figure:
-        drawn = loss_figure(results, args.metric)
+        drawn = loss_figure(results, args.metric, Options(loss=args.loss, clock=args.clock))
         if drawn.figure is None:
             print(f"\nno figure: {'; '.join(drawn.missing)}", file=sys.stderr)
             return 1

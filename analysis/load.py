@@ -6,7 +6,8 @@ Sources (the `--runs` argument of every command):
     wandb-offline:runs/demo    the offline W&B runs (<run_dir>/wandb/offline-run-*) under a
                                folder, read with wandb's own reader: what W&B will show once
                                they are synced
-A run directory holds config.yaml, metrics.jsonl and summary.json (runners.records).
+A run directory holds config.yaml, metrics.jsonl and summary.json (runners.records), and
+environment.json, of which only the device is read (the default clock of the paper figures).
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ import pandas as pd
 import yaml
 
 from analysis.sweep import SourceError, Sweep, build_sweep, run_row
-from contract.records import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, parse_metric_lines
+from contract.records import (
+    CONFIG_FILE,
+    ENVIRONMENT_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    parse_metric_lines,
+)
 
 WANDB_PREFIX = "wandb:"
 OFFLINE_PREFIX = "wandb-offline:"
@@ -40,11 +47,22 @@ def read_run_dir(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None, 
     return summary, config, parse_metric_lines(text).records  # a torn last line is left out
 
 
+def read_environment(run_dir: Path) -> dict[str, Any] | None:
+    """environment.json of a run directory (device, threads, ...); None when there is none
+    or it cannot be read (it only tells the device)."""
+    try:
+        environment = json.loads((run_dir / ENVIRONMENT_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return environment if isinstance(environment, dict) else None
+
+
 def load_local(root: Path | str) -> Sweep:
     runs = []
     for run_dir in find_run_dirs(root):
         summary, config, records = read_run_dir(run_dir)
-        runs.append((run_row(summary, config, str(run_dir)), records))
+        row = run_row(summary, config, str(run_dir), read_environment(run_dir))
+        runs.append((row, records))
     return build_sweep(str(root), runs)
 
 

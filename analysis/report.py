@@ -2,12 +2,15 @@
 
     python -m analysis.report --runs runs/ --out reports/runs
     python -m analysis.report --runs wandb:my-team/sobench --out reports/sobench
+    python -m analysis.report --runs runs/ --loss full      # sobench's full-loss view and rule
 
 Writes <out>/report.md, <out>/figures/<name>.png and .pdf (every figure of
 analysis.figures that has something to draw) and <out>/tables/<name>.md and .csv. The page
 lists the runs that did not complete, warns once per problem whose runs ran on an overloaded
-machine (their times are not to be trusted), gives the selection rule, grid and score of
-every setting, then the figures (with what each could not draw) and the tables.
+machine (their times are not to be trusted), gives the selection rule (and whose rule it
+is), grid and score of every setting, then the figures (with what each drew and could not
+draw) and the tables. By default each problem of a paper is chosen by its paper's rule and
+drawn in its paper's quantity (analysis.papers), so "Best settings" and the figures agree.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pandas as pd
 
 from analysis.aggregate import BANDS
 from analysis.figures import FIGURE_NAMES, draw
-from analysis.figures.common import LOSS_METRICS, Options, save
+from analysis.figures.common import Options, add_view_arguments, save
 from analysis.load import load_for_command
 from analysis.machine_load import overload_warnings
 from analysis.results import Results
@@ -32,13 +35,26 @@ from analysis.tables import all_tables, parse_targets, to_markdown, write_table
 FIGURE_CAPTIONS = {
     "overview": "Every problem and method of the sweep at its chosen setting.",
     "tnt_fig1": "TNT paper, Figure 1: autoencoders, training loss against epochs and time.",
-    "tnt_fig2": "TNT paper, Figure 2: CNNs, training loss and test error.",
-    "kbfgs_fig": "K-BFGS paper, main figure: autoencoders, training loss.",
+    "tnt_fig2": "TNT paper, Figure 2: CNNs, training loss and test error against epochs and time.",
+    "kbfgs_fig": "K-BFGS paper, main figure: autoencoders, training loss against epochs and time.",
     "tengrad_fig": "TENGraD paper: test accuracy and training loss against time.",
     "tnt_ef": "TNT with the sampled Fisher vs the empirical Fisher (TNT-EF).",
     "seed_bands": "Every seed of the chosen settings, their median and band.",
     "sensitivity": "Selection score over the grid; grey cells diverged; outlined: chosen.",
     "profile": "Dolan-Moré performance profiles of the time and epochs to the target.",
+}
+LOSS_TEXT = {
+    "paper": "each problem's paper quantity (TNT: the epoch-end EMA of the mini-batch losses; "
+    "K-BFGS: the full training loss + 0.5 tau ||w||^2; others: the full training loss)",
+    "full": "the full training-set loss",
+    "ema": "the epoch-end EMA of the mini-batch losses",
+}
+SELECT_TEXT = {
+    "paper": "chosen by the rule of each problem's paper (sobench's for problems of no paper)",
+    "full": "autoencoders chosen by the lowest full training loss, classifiers by the highest "
+    "test accuracy",
+    "ema": "autoencoders chosen by the lowest epoch-end EMA of the mini-batch losses, "
+    "classifiers by the highest test accuracy",
 }
 TABLE_CAPTIONS = {
     "cost": "Time per step and per epoch (training clock), relative to SGD-m on the same "
@@ -89,9 +105,12 @@ def write_report(results: Results, out: Path, options: Options, formats: list[st
     lines += status_lines(sweep.runs)
     lines += load_lines(results)
     lines += [
-        "Training time is the training clock only (evaluation and warm start excluded).",
+        "Training time is the training clock only (evaluation and warm start excluded); the "
+        "time axes are said under each figure.",
         f"Curves: median over the completed seeds of each chosen setting; band: "
-        f"{options.band}; training loss: {LOSS_METRICS[options.loss]}.",
+        f"{options.band}; training loss: {LOSS_TEXT[options.loss]}.",
+        f"Settings: {SELECT_TEXT[results.select_by]}; each problem's rule, and whose it is, under "
+        '"Best settings".',
         "",
     ]
     lines += ["## Best settings", "", selection_markdown(results.selection), ""]
@@ -103,15 +122,16 @@ def write_report(results: Results, out: Path, options: Options, formats: list[st
             continue
         paths = save(drawn.figure, out / "figures", name, formats)
         image = paths[0].relative_to(out)
-        lines += [f"### {name}", "", FIGURE_CAPTIONS.get(name, ""), "", f"![{name}]({image})"]
+        caption = " ".join(part for part in (FIGURE_CAPTIONS.get(name, ""), drawn.caption) if part)
+        lines += [f"### {name}", "", caption, "", f"![{name}]({image})"]
         others = ", ".join(f"[{p.suffix[1:]}]({p.relative_to(out)})" for p in paths[1:])
         lines += [f"({others})" if others else ""]
         lines += [f"- missing: {note}" for note in drawn.missing] + [""]
     lines += ["## Tables", ""]
     targets = ", ".join(f"{problem}: {value:.5g}" for problem, value in results.targets.items())
     lines += [
-        f"Targets: {targets or 'none'} (training loss <= target for autoencoders, "
-        "test accuracy >= target for classifiers).",
+        f"Targets: {targets or 'none'} (the value of each problem's selection rule: its "
+        "training loss <= target for autoencoders, test accuracy >= target for classifiers).",
         "",
     ]
     for name, table in all_tables(results).items():
@@ -142,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help="default: reports/<name of the source>")
     parser.add_argument("--band", default="minmax", choices=BANDS)
-    parser.add_argument("--loss", default="full", choices=list(LOSS_METRICS))
+    add_view_arguments(parser)
     parser.add_argument("--format", nargs="+", default=["png", "pdf"], choices=["png", "pdf"])
     parser.add_argument("--target", nargs="*", default=[], help="problem=value overrides")
     args = parser.parse_args(argv)
@@ -150,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     if sweep is None:
         return 1
     out = args.out or Path("reports") / Path(str(args.runs).split(":")[-1]).name
-    results = Results.of(sweep, targets=parse_targets(args.target))
-    page = write_report(results, out, Options(band=args.band, loss=args.loss), args.format)
+    results = Results.of(
+        sweep, targets=parse_targets(args.target), select_by=args.select or args.loss
+    )
+    options = Options(band=args.band, loss=args.loss, clock=args.clock)
+    page = write_report(results, out, options, args.format)
     print(f"report: {page}")
     return 0
 

@@ -1,6 +1,12 @@
 """What every table and figure of a sweep starts from: the chosen setting of each
 (problem, method), its runs (all seeds, any status), and the time-to-target of each run.
 
+The setting is chosen by each problem's rule under `select` (analysis.papers): by default
+"paper", the rule of the paper the problem comes from (the TNT code's epoch-end EMA, the
+K-BFGS objective, test accuracy for classifiers; sobench's rules for the problems of no
+paper, such as `demo`); "full" or "ema" choose autoencoders by that training loss instead.
+`rules` overrides the rule of named problems.
+
 When no setting of a (problem, method) finished (every one diverged or failed, or is still
 running), its runs are all kept under the setting "none finished", so the tables still show
 the method, its step cost and its misses instead of leaving it out.
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from analysis.papers import LossChoice, selection_rules
 from analysis.selection import Rule, Selection, select
 from analysis.sweep import Sweep, matching
 from analysis.targets import default_targets, run_time_to_target
@@ -27,6 +34,7 @@ class Results:
     compared: pd.DataFrame  # runs of the compared settings, with a `setting` column
     targets: dict[str, float]
     per_run: pd.DataFrame  # index-free: run_id, target, epochs_to_target, time_to_target
+    select_by: LossChoice = "paper"  # what the rules were chosen by (analysis.papers)
 
     @classmethod
     def of(
@@ -34,7 +42,9 @@ class Results:
         sweep: Sweep,
         targets: Mapping[str, float] | None = None,
         rules: Mapping[str, Rule] | None = None,
+        select_by: LossChoice = "paper",
     ) -> Results:
+        rules = {**selection_rules(sweep.runs, select_by), **(rules or {})}
         selection = select(sweep.runs, rules)
         compared = compared_runs(sweep.runs, selection)
         given = {  # a target given for an experiment holds for each of its problems
@@ -44,7 +54,7 @@ class Results:
         }
         chosen_targets = {**default_targets(sweep.runs, selection), **given}
         per_run = run_time_to_target(sweep.metrics, compared, chosen_targets, selection.rules)
-        return cls(sweep, selection, compared, chosen_targets, per_run)
+        return cls(sweep, selection, compared, chosen_targets, per_run, select_by)
 
     def metrics_of(self, problem: str, method: str) -> pd.DataFrame:
         """Metric rows of the compared runs of (problem, method)."""

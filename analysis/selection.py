@@ -1,12 +1,15 @@
-"""Best setting per (problem, method) from a sweep, by the papers' rules (docs/problems.md,
-"Measurement conventions of the papers").
+"""Best setting per (problem, method) from a sweep, by a rule per problem.
 
 A setting is a W&B group: the config without the seed. The grid of a (problem, method) is
 the config keys whose values differ between its settings, leaving out where things go
-(paths, logger, hydra) and how often checkpoints are written. Rules:
+(paths, logger, hydra) and how often checkpoints are written. A rule is a column of
+`Sweep.runs` and a direction; `select` takes each problem's rule from `rules`, else by the
+kind of problem (sobench's rules):
 - autoencoders (no test accuracy logged): lowest training loss, i.e. the smallest full
   training-set loss over the run's evaluations (`best.train/full_loss`);
 - classifiers: highest test accuracy over the evaluations (`best.test/accuracy`).
+The papers' own rules (the TNT code's epoch-end EMA, the K-BFGS objective) are given per
+problem by analysis.papers.selection_rules, which analysis.results applies by default.
 The score of a setting is the median over its seeds. A seed that diverged or failed counts as
 the worst possible value (+inf loss, -inf accuracy), so a setting that diverges on a seed
 loses to one that never does; runs still running are left out (their best is not final).
@@ -16,11 +19,12 @@ Only settings with a finite score can be chosen; ties go to the first group id.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from analysis.quantities import EMA_AT_EPOCH_ENDS, KBFGS_OBJECTIVE, KBFGS_TAU
 from analysis.style import display_name, ordered
 from analysis.sweep import config_text
 from contract.records import ENDED_BADLY, STATUSES, UNFINISHED, is_identity_key
@@ -28,18 +32,40 @@ from contract.records import ENDED_BADLY, STATUSES, UNFINISHED, is_identity_key
 
 @dataclass(frozen=True)
 class Rule:
-    column: str  # a column of Sweep.runs
+    column: str  # a column of Sweep.runs: "best.<metric>", <metric> a column of Sweep.metrics
     maximize: bool
-    text: str
+    text: str  # what it chooses by
+    why: str = field(default="", compare=False)  # whose rule it is (the report says it)
 
     def worst(self) -> float:
         return -np.inf if self.maximize else np.inf
+
+    @property
+    def metric(self) -> str:
+        """The metric whose best value the rule compares (and time to target reads)."""
+        return self.column.removeprefix("best.")
 
 
 LOWEST_TRAINING_LOSS = Rule(
     "best.train/full_loss", False, "lowest training loss (full training set, best evaluation)"
 )
 HIGHEST_TEST_ACCURACY = Rule("best.test/accuracy", True, "highest test accuracy (best evaluation)")
+LOWEST_EMA = Rule(
+    f"best.{EMA_AT_EPOCH_ENDS}",
+    False,
+    "lowest minimum of the epoch-end EMA (0.9/0.1) of the mini-batch training losses",
+)
+LOWEST_KBFGS_OBJECTIVE = Rule(
+    f"best.{KBFGS_OBJECTIVE}",
+    False,
+    f"lowest full training loss + 0.5 tau ||w||^2 (tau = {KBFGS_TAU:g}), best evaluation",
+)
+# the rule that selects autoencoders by each training loss a figure can draw
+LOWEST_OF = {
+    LOWEST_TRAINING_LOSS.metric: LOWEST_TRAINING_LOSS,
+    LOWEST_EMA.metric: LOWEST_EMA,
+    LOWEST_KBFGS_OBJECTIVE.metric: LOWEST_KBFGS_OBJECTIVE,
+}
 
 
 def is_classifier(runs: pd.DataFrame) -> bool:
@@ -170,11 +196,12 @@ def selection_markdown(selection: Selection) -> str:
     """Per problem: the rule, each method's grid, and every setting with its score."""
     lines = []
     for problem, rule in selection.rules.items():
+        why = f" Why this rule: {rule.why}." if rule.why else ""
         lines += [
             f"### {problem}",
             "",
             f"Rule: **{rule.text}**, median over seeds; "
-            "a diverged or failed seed counts as the worst value.",
+            f"a diverged or failed seed counts as the worst value.{why}",
             "",
         ]
         for (grid_problem, method), grid in selection.grids.items():

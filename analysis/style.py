@@ -17,13 +17,24 @@ DISPLAY_NAMES = {
     "kbfgs_l": "K-BFGS(L)",
     "tengrad": "TENGraD",
     "tnt_ef": "TNT-EF",
+    # the authors' first-order methods (conf/optimizer/<name>.yaml on main; names and display
+    # names to edit here, the figures' method lists in analysis.papers)
+    "rmsprop_on_momentum": "RMSprop on momentum",
+    "adam_on_momentum": "Adam on momentum",
+    "sgdw": "SGD-m (decoupled wd)",
 }
 # Variants of one optimizer class that the papers compare as separate methods, chosen by a
 # config value: (optimizer, config column, value) -> method.
 METHOD_VARIANTS = {("tnt", "config.optimizer.fisher", "empirical"): "tnt_ef"}
 
 _FIXED_ORDER = list(DISPLAY_NAMES)
-_PALETTE = matplotlib.colormaps["tab10"].colors
+# tab10 for the first ten known methods (their colours never change when names are added
+# at the end), then Dark2 and tab20b for more known methods and for unknown ones
+_PALETTE = (
+    matplotlib.colormaps["tab10"].colors
+    + matplotlib.colormaps["Dark2"].colors
+    + matplotlib.colormaps["tab20b"].colors
+)
 
 PROBLEM_TITLES = {
     "tnt_mnist_ae": "MNIST autoencoder",
@@ -43,12 +54,14 @@ PROBLEM_TITLES = {
 METRIC_LABELS = {
     "train/full_loss": "training loss",
     "train/loss_ema": "training loss (EMA of mini-batch losses)",
+    "train/loss_ema_epoch_end": "training loss (mini-batch EMA)",
+    "train/full_loss_l2": "training loss + ½τ‖w‖²",  # tau = 1e-5, said in the caption
     "test/loss": "test loss",
     "test/error": "test error (%)",
     "test/accuracy": "test accuracy (%)",
 }
 PERCENT_METRICS = ("test/error", "test/accuracy", "train/error", "train/accuracy")
-AXIS_LABELS = {"epoch": "epoch", "time": "training time (s)"}
+AXIS_LABELS = {"epoch": "epoch", "time": "training time (s)", "process": "process time (s)"}
 
 
 def display_name(method: str) -> str:
@@ -70,8 +83,8 @@ def metric_label(metric: str) -> str:
 def colour(method: str) -> tuple[float, float, float]:
     """Known methods get fixed colours; others take the remaining ones by name."""
     if method in _FIXED_ORDER:
-        return _PALETTE[_FIXED_ORDER.index(method)]
-    spare = _PALETTE[len(_FIXED_ORDER) :]
+        return _PALETTE[_FIXED_ORDER.index(method) % len(_PALETTE)]
+    spare = _PALETTE[len(_FIXED_ORDER) :] or _PALETTE
     return spare[sum(map(ord, method)) % len(spare)]
 
 

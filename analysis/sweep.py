@@ -2,14 +2,18 @@
 
 A `Sweep` holds two frames:
 - `runs`: one row per run: identity (run_id, group, experiment, optimizer, model, dataset,
-  seed), `status` (contract.records.STATUSES), `problem`, `method`, counts
+  seed), `status` (contract.records.STATUSES), `problem`, `method`, `device` (where it
+  trained: environment.json's device, else the config's `device` unless it is "auto"; None
+  when unknown, e.g. W&B runs with device=auto), counts
   (epochs, steps, steps_per_epoch, diverged_at_step, parameters), `final.*` and `best.*`
   metrics, `time.*` totals, `machine_load.*` (the machine's cores and load average during the
-  run, when the summary has them) and the flattened resolved config as `config.<key>` columns;
+  run, when the summary has them), the best values of the derived losses (analysis.quantities)
+  as `best.<name>`, and the flattened resolved config as `config.<key>` columns;
 - `metrics`: one row per (run, logged step): the logged metrics (records of one step, e.g. the
   step record and the evaluation record, merged into one row as W&B does), `test/error` and
-  `train/error` (1 - accuracy) for classifiers, and the run's identity, status, problem,
-  method and config columns.
+  `train/error` (1 - accuracy) for classifiers, the derived losses the papers plot
+  (analysis.quantities: the EMA at epoch ends, the K-BFGS objective), and the run's identity,
+  status, problem, method and config columns.
 Runs that did not complete are kept with their status, never dropped; a run that logged
 nothing is still a row of `runs`.
 
@@ -30,6 +34,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.quantities import add_best_of_derived, add_derived_metrics
 from analysis.style import METHOD_VARIANTS
 from contract.records import MACHINE_LOAD, STATUSES, is_identity_key
 
@@ -69,12 +74,17 @@ def flatten(prefix: str, data: Any) -> dict[str, Any]:
 
 
 def run_row(
-    summary: dict[str, Any], config: dict[str, Any] | None, location: str
+    summary: dict[str, Any],
+    config: dict[str, Any] | None,
+    location: str,
+    environment: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One `runs` row from a summary (summary.json's fields) and the resolved config."""
+    """One `runs` row from a summary (summary.json's fields), the resolved config and, when
+    there is one, environment.json."""
     row: dict[str, Any] = {key: summary.get(key) for key in IDENTITY_COLUMNS}
     row["status"] = summary.get("status")
     row["location"] = location
+    row["device"] = _device(config, environment)
     for key in (*RUN_COUNT_COLUMNS, "error"):
         row[key] = summary.get(key)
     # machine_load (cpu_count, load_1min_mean, ...): how busy the machine was, which says
@@ -83,6 +93,16 @@ def run_row(
         row.update(flatten(section, summary.get(section) or {}))
     row.update(flatten("config", config or {}))
     return row
+
+
+def _device(config: dict[str, Any] | None, environment: dict[str, Any] | None) -> str | None:
+    """The device the run trained on ("cpu", "cuda:0"): the runner writes the resolved one
+    to environment.json; the config's says it only when it is not "auto"."""
+    device = (environment or {}).get("device")
+    if device:
+        return str(device)
+    configured = (config or {}).get("device")
+    return str(configured) if configured and configured != "auto" else None
 
 
 def _method(row: pd.Series) -> str:
@@ -183,4 +203,5 @@ def build_sweep(source: str, runs: Iterable[tuple[dict[str, Any], list[dict[str,
     for split in ("train", "test"):
         if f"{split}/accuracy" in metrics:
             metrics[f"{split}/error"] = 1.0 - metrics[f"{split}/accuracy"]
-    return Sweep(source, run_frame, metrics)
+    metrics = add_derived_metrics(metrics)
+    return Sweep(source, add_best_of_derived(run_frame, metrics), metrics)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.papers import LOSS_CHOICES
 from analysis.profiles import TABLE_TAUS, performance_profile
 from analysis.results import Results
 from analysis.style import display_name, sort_key
@@ -174,12 +175,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", required=True, help="folder, wandb:entity/project, ...")
     parser.add_argument("--out", type=Path, help="write <name>.md and <name>.csv here")
     parser.add_argument("--target", nargs="*", default=[], help="problem=value overrides")
+    parser.add_argument(
+        "--select",
+        default="paper",
+        choices=LOSS_CHOICES,
+        help="choose each method's setting by each problem's paper rule (default), or by the "
+        "full training loss or the epoch-end EMA (autoencoders; classifiers: test accuracy)",
+    )
     args = parser.parse_args(argv)
     try:
         sweep = load(args.runs)
     except SourceError as error:
         parser.error(str(error))
-    results = Results.of(sweep, targets=parse_targets(args.target))
+    results = Results.of(sweep, targets=parse_targets(args.target), select_by=args.select)
     for name, table in all_tables(results).items():
         print(f"## {name}\n\n{to_markdown(table)}\n")
         if args.out:

@@ -3,6 +3,12 @@
     python -m analysis.figures tnt_fig1 --runs runs/
     python -m analysis.figures all --runs wandb:my-team/sobench --out figures/
     python -m analysis.figures tnt_fig1 --runs runs/ --problems tnt_fmnist_ae --band bootstrap
+    python -m analysis.figures tnt_fig1 --runs runs/ --loss full --clock wall   # sobench's view
+
+By default each paper figure draws what its paper drew, each method at the setting its
+paper's rule chooses (--loss paper, analysis.papers); --loss full draws the full training
+loss and chooses by it (--select chooses otherwise). --clock auto draws the papers' process
+time where every run drawn trained on the CPU, the wall clock otherwise.
 
 A figure whose problems are partly missing draws what there is and says what is missing
 (under the panels and here); one with nothing to draw is reported with the problems it wants
@@ -18,7 +24,7 @@ from pathlib import Path
 
 from analysis.aggregate import BANDS
 from analysis.figures import FIGURE_NAMES, draw, wanted_problems
-from analysis.figures.common import FORMATS, LOSS_METRICS, Options, save
+from analysis.figures.common import FORMATS, Options, add_view_arguments, save
 from analysis.load import load_for_command
 from analysis.results import Results
 from analysis.tables import parse_targets
@@ -40,12 +46,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("figures"), help="default: figures/")
     parser.add_argument("--format", nargs="+", default=list(FORMATS), choices=FORMATS)
     parser.add_argument("--band", default="minmax", choices=BANDS)
-    parser.add_argument(
-        "--loss",
-        default="full",
-        choices=list(LOSS_METRICS),
-        help="full: loss on the full training set; ema: EMA of batch losses",
-    )
+    add_view_arguments(parser)
     parser.add_argument("--problems", nargs="+", help="draw these problems instead")
     parser.add_argument("--methods", nargs="+", help="draw these methods instead")
     parser.add_argument("--target", nargs="*", default=[], help="problem=value (profile)")
@@ -57,10 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     sweep = load_for_command(args.runs)
     if sweep is None:
         return 1
-    results = Results.of(sweep, targets=parse_targets(args.target))
+    results = Results.of(
+        sweep, targets=parse_targets(args.target), select_by=args.select or args.loss
+    )
     options = Options(
         band=args.band,
         loss=args.loss,
+        clock=args.clock,
         problems=tuple(args.problems) if args.problems else None,
         methods=tuple(args.methods) if args.methods else None,
     )

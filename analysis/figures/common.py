@@ -1,8 +1,16 @@
-"""What every figure shares: drawing options, the result of a drawing (the Figure and what
-was missing), the note that says what is missing, and writing PNG + PDF."""
+"""What every figure shares: drawing options, the result of a drawing (the Figure, what was
+missing and its caption), the note that says what is missing, the clock of the time axis,
+and writing PNG + PDF.
+
+Options: `loss` picks the training loss drawn where a figure says LOSS (analysis.papers:
+"paper", each problem's paper quantity, by default; "full"; "ema"); `clock` the time axis:
+"auto" (the default: a paper figure whose paper used process time draws time/process_s when
+every run it draws trained on the CPU, and the wall clock time/train_s otherwise; every
+other figure the wall clock), "wall" or "process" for every figure."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,23 +22,51 @@ from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from analysis.aggregate import Axis, Band, seed_band
+from analysis.papers import LOSS_CHOICES, Clock, LossChoice, loss_metric
 from analysis.style import PERCENT_METRICS, colour, display_name
 
-LOSS = "loss"  # stands for the training loss chosen by Options.loss
-LOSS_METRICS = {"full": "train/full_loss", "ema": "train/loss_ema"}
+LOSS = "loss"  # stands for the training loss chosen by Options.loss, per problem
 BAND_TEXT = {"minmax": "min-max over seeds", "bootstrap": "bootstrap 95% CI of the median"}
 FORMATS = ("png", "pdf")
+ClockChoice = Literal["auto", "wall", "process"]
+CLOCK_CHOICES: tuple[ClockChoice, ...] = ("auto", "wall", "process")
+CLOCK_AXES: dict[Clock, Axis] = {"wall": "time", "process": "process"}
+CLOCK_TEXT = {
+    "wall": "wall-clock training time (time/train_s)",
+    "process": "process CPU time (time/process_s)",
+}
+
+
+LOSS_HELP = (
+    "paper (default): each problem's paper quantity (TNT: epoch-end EMA of the mini-batch "
+    "losses; K-BFGS: full loss + 0.5 tau ||w||^2; else the full loss); full: the loss on the "
+    "full training set; ema: the epoch-end EMA of the mini-batch losses"
+)
+SELECT_HELP = "choose each method's setting by this loss (default: the one of --loss)"
+CLOCK_HELP = (
+    "time axis: auto (default: process time for the TNT and K-BFGS figures when every run "
+    "drawn trained on the CPU, else wall clock), wall (time/train_s), process (time/process_s)"
+)
+
+
+def add_view_arguments(parser: argparse.ArgumentParser) -> None:
+    """--loss, --select and --clock, shared by analysis.figures, .report and .compare."""
+    parser.add_argument("--loss", default="paper", choices=LOSS_CHOICES, help=LOSS_HELP)
+    parser.add_argument("--select", choices=LOSS_CHOICES, help=SELECT_HELP)
+    parser.add_argument("--clock", default="auto", choices=CLOCK_CHOICES, help=CLOCK_HELP)
 
 
 @dataclass(frozen=True)
 class Options:
     band: Band = "minmax"
-    loss: Literal["full", "ema"] = "full"
+    loss: LossChoice = "paper"
+    clock: ClockChoice = "auto"
     problems: tuple[str, ...] | None = None  # replace a figure's problems
     methods: tuple[str, ...] | None = None  # replace a figure's methods
 
-    def metric(self, name: str) -> str:
-        return LOSS_METRICS[self.loss] if name == LOSS else name
+    def metric(self, name: str, problem: str) -> str:
+        """The metric a panel of `problem` draws for `name` (LOSS: the training loss)."""
+        return loss_metric(problem, self.loss) if name == LOSS else name
 
 
 DEFAULT_OPTIONS = Options()  # frozen: safe to share as a default argument
@@ -40,6 +76,63 @@ DEFAULT_OPTIONS = Options()  # frozen: safe to share as a default argument
 class Drawn:
     figure: Figure | None  # None when nothing at all could be drawn
     missing: list[str] = field(default_factory=list)
+    caption: str = ""  # what is drawn: quantities, how the settings were chosen, the clock
+
+
+@dataclass(frozen=True)
+class TimeAxis:
+    axis: Axis  # of analysis.aggregate
+    short: str  # for the figure's title
+    text: str  # for the caption: which clock, and why
+
+
+def time_axis(runs: pd.DataFrame, paper_clock: Clock, choice: ClockChoice) -> TimeAxis:
+    """The clock of a figure's time panels (see the module docstring); `runs` are the runs
+    it draws (their `device` column, analysis.sweep)."""
+    on_cpu = _all_on_cpu(runs)
+    if choice != "auto":
+        caveat = "" if choice == "wall" or on_cpu else f"; {_not_on_cpu(runs)}"
+        return TimeAxis(
+            CLOCK_AXES[choice], f"time: {choice} clock", f"{CLOCK_TEXT[choice]}, asked for{caveat}"
+        )
+    if paper_clock == "wall":
+        return TimeAxis("time", "time: wall clock", f"{CLOCK_TEXT['wall']}, sobench's clock")
+    if on_cpu:
+        return TimeAxis(
+            "process",
+            "time: process time, the paper's clock (CPU runs)",
+            f"{CLOCK_TEXT['process']}, the paper's clock: every run drawn trained on the CPU",
+        )
+    return TimeAxis(
+        "time",
+        "time: wall clock (not all runs on the CPU)",
+        f"{CLOCK_TEXT['wall']}, not the paper's process time: {_not_on_cpu(runs)}",
+    )
+
+
+def _on_cpu(device: object) -> bool:
+    return isinstance(device, str) and device.startswith("cpu")
+
+
+def _not_on_cpu(runs: pd.DataFrame) -> str:
+    """Why process time may misread these runs: which of them did not (surely) run on the
+    CPU."""
+    devices = runs["device"] if "device" in runs else pd.Series(None, index=runs.index)
+    known = sorted({d for d in devices if isinstance(d, str) and not _on_cpu(d)})
+    unknown = int(devices.map(lambda d: not isinstance(d, str)).sum())
+    parts = [f"runs on {', '.join(known)}"] if known else []
+    if unknown:
+        parts.append(f"{unknown} run{'s' if unknown > 1 else ''} of unknown device")
+    return (
+        f"{' and '.join(parts) or 'no runs'}, where process time would miss asynchronous GPU "
+        "work (the device is known from environment.json, or a config device other than auto)"
+    )
+
+
+def _all_on_cpu(runs: pd.DataFrame) -> bool:
+    if runs.empty or "device" not in runs:
+        return False
+    return bool(runs["device"].map(_on_cpu).all())
 
 
 def new_figure(rows: int, columns: int, width: float = 3.6, height: float = 2.8) -> Figure:
@@ -89,7 +182,7 @@ def draw_band(
 
 def log_scale_for(metric: str) -> bool:
     """Losses on a log scale, as in the papers; errors and accuracies linear, in %."""
-    return metric.endswith("loss") or metric.endswith("loss_ema")
+    return "loss" in metric.rpartition("/")[2]
 
 
 def method_legend(figure: Figure, methods: Sequence[str]) -> None:

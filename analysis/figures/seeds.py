@@ -1,15 +1,15 @@
 """Seed bands (appendix style): one row per problem, one panel per method, against epochs.
 In each panel every completed seed of the chosen setting as a thin line, their median as a
 thick line and the band (min-max or bootstrap) shaded, so the spread over seeds is visible.
-The metric is the one the problem's selection rule uses: the training loss (log scale) for
-autoencoders, the test error (%) for classifiers."""
+The metric is the one the problem's selection rule uses: its training loss (log scale) for
+autoencoders (the full loss, or the paper's epoch-end EMA or K-BFGS objective), the test
+error (%) for classifiers."""
 
 from __future__ import annotations
 
 from analysis.figures.common import (
     BAND_TEXT,
     DEFAULT_OPTIONS,
-    LOSS,
     Drawn,
     Options,
     add_note,
@@ -46,7 +46,7 @@ def seed_bands_figure(results: Results, options: Options = DEFAULT_OPTIONS) -> D
     grid = figure.subplots(len(rows), width, squeeze=False)
     for row, (problem, methods) in enumerate(rows):
         rule = results.selection.rules[problem]
-        metric = "test/error" if rule is HIGHEST_TEST_ACCURACY else options.metric(LOSS)
+        metric = "test/error" if rule.column == HIGHEST_TEST_ACCURACY.column else rule.metric
         scale = 100.0 if metric in PERCENT_METRICS else 1.0
         for column in range(width):
             axes = grid[row][column]

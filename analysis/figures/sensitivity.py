@@ -1,9 +1,9 @@
 """Sensitivity heat maps (appendix style): for each (problem, method) with more than one
-setting, the selection score of every setting (median over seeds of the best training loss,
-or of the best test accuracy in %) on the grid, learning rate along x and the second grid
-key (damping, epsilon, ...) along y. Cells whose setting diverged or failed on a seed are
-grey and read "div."; the chosen setting is outlined. With more than two grid keys, the
-others are held at the chosen setting's values (said in the panel title)."""
+setting, the selection score of every setting (median over seeds of the best value of the
+rule's training loss, or of the best test accuracy in %) on the grid, learning rate along x
+and the second grid key (damping, epsilon, ...) along y. Cells whose setting diverged or
+failed on a seed are grey and read "div."; the chosen setting is outlined. With more than
+two grid keys, the others are held at the chosen setting's values (said in the panel title)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from matplotlib.patches import Rectangle
 from analysis.figures.common import DEFAULT_OPTIONS, Drawn, Options, add_note, new_figure
 from analysis.results import Results
 from analysis.selection import grid_columns, short
-from analysis.style import display_name, ordered, problem_title
+from analysis.style import display_name, metric_label, ordered, problem_title
 from analysis.sweep import matching
 
 
@@ -108,7 +108,7 @@ def _draw_panel(figure: Figure, axes: Axes, results: Results, problem: str, meth
     chosen = results.selection.best_groups().get((problem, method))
     if chosen is not None:
         _outline_chosen(axes, results, matrix, x_key, y_key, chosen)
-    label = "best test accuracy (%)" if rule.maximize else "best training loss"
+    label = "best test accuracy (%)" if rule.maximize else f"best {metric_label(rule.metric)}"
     figure.colorbar(image, ax=axes, label=label, shrink=0.85)
 
 

@@ -34,11 +34,22 @@ def write_run(
     dataset_config: dict[str, Any] | None = None,
     trainer_config: dict[str, Any] | None = None,
     machine_load: dict[str, Any] | None = None,
+    ema: Sequence[float] | None = None,
+    ema_mid_epoch: Sequence[float] | None = None,
+    process_times: Sequence[float] | None = None,
+    weight_sq_norms: Sequence[float] | None = None,
+    device: str | None = None,
 ) -> Path:
     """A run whose evaluation at epoch e has train/full_loss losses[e] (and test/accuracy
-    accuracies[e]) at times[e] (default e*seconds_per_epoch) training seconds. Between
-    evaluations a step record is logged at each epoch's last step, as the runner does
-    (log_every_steps divides steps_per_epoch). A NaN loss ends a diverged run there.
+    accuracies[e]) at times[e] (default e*seconds_per_epoch) training seconds and
+    process_times[e] (default 1.5 times[e]) process seconds. A step record is logged at each
+    epoch's last step, as the runner does (log_every_steps divides steps_per_epoch), with
+    train/loss_ema ema[e] (default losses[e]); the evaluation of that step logs the same EMA
+    (the runner's records of one step, merged on load). `ema_mid_epoch[e - 1]`, when given,
+    is the EMA of a step record half-way through epoch e (e >= 1): not an epoch end.
+    `weight_sq_norms[e]` is model/weight_sq_norm of evaluation e (none logged without it,
+    as in runs before the metric existed); `device` writes environment.json with it. A NaN
+    loss ends a diverged run there.
     `trainer_config` adds to the trainer's config (e.g. max_epochs: another budget is another
     setting). `machine_load` is summary.json's machine_load section (contract.records
     LOAD_KEYS); without it the summary has none, as those of runs before the section."""
@@ -48,17 +59,31 @@ def write_run(
         list(times) if times is not None else [e * seconds_per_epoch for e in range(len(losses))]
     )
     optimizer_settings = {"lr": lr, **(optimizer_config or {})}
+    process = list(process_times) if process_times is not None else [1.5 * t for t in times]
+    emas = list(ema) if ema is not None else list(losses)
     records: list[dict[str, Any]] = []
     evaluations: list[dict[str, Any]] = []
     for epoch, loss in enumerate(losses):
         step = epoch * steps_per_epoch
         position = {"step": step, "epoch": float(epoch)}
+        if epoch and ema_mid_epoch is not None:
+            half = step - steps_per_epoch // 2
+            records.append(
+                {
+                    "step": half,
+                    "epoch": half / steps_per_epoch,
+                    "train/loss": ema_mid_epoch[epoch - 1],
+                    "train/loss_ema": ema_mid_epoch[epoch - 1],
+                    "time/train_s": (times[epoch - 1] + times[epoch]) / 2,
+                    "lr": lr,
+                }
+            )
         if epoch:
             records.append(
                 {
                     **position,
                     "train/loss": loss * 1.1,
-                    "train/loss_ema": loss * 1.05,
+                    "train/loss_ema": emas[epoch],
                     "time/train_s": times[epoch],
                     "lr": lr,
                 }
@@ -71,9 +96,14 @@ def write_run(
             "test/loss": loss + 1.0,
             "time/train_s": times[epoch],
             "lr": lr,
+            "time/process_s": process[epoch],
             "mem/optimizer_state_bytes": state_bytes,
             "mem/peak_bytes": 2**30,
         }
+        if epoch:  # the runner has no EMA before the first step
+            evaluation["train/loss_ema"] = emas[epoch]
+        if weight_sq_norms is not None:
+            evaluation["model/weight_sq_norm"] = weight_sq_norms[epoch]
         if accuracies is not None:
             evaluation["test/accuracy"] = accuracies[epoch]
             evaluation["train/accuracy"] = accuracies[epoch] + 0.05
@@ -111,6 +141,8 @@ def write_run(
     if machine_load is not None:
         summary[MACHINE_LOAD] = machine_load
     (run_dir / "summary.json").write_text(json.dumps(summary))
+    if device is not None:
+        (run_dir / "environment.json").write_text(json.dumps({"device": device}))
     config = {
         "seed": seed,
         "optimizer": {"_target_": f"x.{optimizer}", **optimizer_settings},

@@ -28,7 +28,14 @@ def test_report_page_links_every_figure_and_table(tmp_path: Path, capsys) -> Non
     )
     assert f"Runs: {len(RUNS) + 1} ({counts})." in page
     assert "Invalid damping value: -1.0" in page  # the failed run, listed with its error
-    assert "Rule: **lowest training loss" in page and "`optimizer.lr` ∈ {0.1, 0.3}" in page
+    # the TNT problems are chosen by the TNT paper's rules, and the page says whose they are
+    assert (
+        "Rule: **lowest minimum of the epoch-end EMA (0.9/0.1) of the mini-batch training "
+        "losses**" in page
+    )
+    assert "Why this rule: the TNT paper's rule: the authors' code picks the learning rate" in page
+    assert "Rule: **highest test accuracy (best evaluation)**" in page
+    assert "`optimizer.lr` ∈ {0.1, 0.3}" in page
     images = re.findall(r"!\[(\w+)\]\(([^)]+)\)", page)
     assert [name for name, _ in images] == [
         "tnt_fig1",

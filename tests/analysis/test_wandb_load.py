@@ -18,8 +18,9 @@ from tests.analysis.wandb_replay import ReplayService, responses_from_offline
 from tests.conftest import QUICK, run_train
 
 # what W&B does not hold (summary.json's parameter count) or holds only at the last
-# evaluation (process and phase times of a run that diverged between evaluations)
-NOT_IN_WANDB = ("parameters", "location", "time.process_s")
+# evaluation (process and phase times of a run that diverged between evaluations), or not at
+# all (environment.json, whose device the local runs have)
+NOT_IN_WANDB = ("parameters", "location", "time.process_s", "device")
 
 
 @pytest.fixture(scope="module")
