@@ -7,9 +7,13 @@ from collections.abc import Iterable
 
 import matplotlib
 
-DISPLAY_NAMES = {
+DISPLAY_NAMES = {  # in the papers' order, which every legend and table keeps
     "sgd": "SGD-m",
+    "sgdw": "SGDW",  # SGD-m with decoupled weight decay from m = 0 (optimizers.first_order)
     "adam": "Adam",
+    # the papers' codes' Adam and RMSprop: second moment of the momentum (optimizers.first_order)
+    "adam_on_momentum": "Adam on momentum",
+    "rmsprop_on_momentum": "RMSprop on momentum",
     "kfac": "KFAC",
     "shampoo": "Shampoo",
     "tnt": "TNT",
@@ -17,11 +21,6 @@ DISPLAY_NAMES = {
     "kbfgs_l": "K-BFGS(L)",
     "tengrad": "TENGraD",
     "tnt_ef": "TNT-EF",
-    # the authors' first-order methods (conf/optimizer/<name>.yaml on main; names and display
-    # names to edit here, the figures' method lists in analysis.papers)
-    "rmsprop_on_momentum": "RMSprop on momentum",
-    "adam_on_momentum": "Adam on momentum",
-    "sgdw": "SGD-m (decoupled wd)",
 }
 # Variants of one optimizer class that the papers compare as separate methods, chosen by a
 # config value: (optimizer, config column, value) -> method.

@@ -50,7 +50,7 @@ def write_tnt_ae(root: Path, experiment: str = AE, **extra) -> None:
     write_run(
         root,
         f"{experiment}-adam",
-        "adam",
+        "adam_on_momentum",
         0,
         seconds_per_epoch=2.0,
         lr=1e-3,
@@ -89,7 +89,7 @@ def test_tnt_fig1_chooses_and_draws_the_epoch_end_ema(tnt_ae: Path) -> None:
     sgd = lines(by_epoch)["SGD-m"]
     assert list(sgd.get_xdata()) == [1.0, 2.0, 3.0]  # epoch ends only, from the first
     assert list(sgd.get_ydata()) == SGD[0.3]["ema"][1:]
-    assert list(lines(by_epoch)["Adam"].get_ydata()) == ADAM["ema"][1:]
+    assert list(lines(by_epoch)["Adam on momentum"].get_ydata()) == ADAM["ema"][1:]
     assert "settings chosen by the lowest minimum of the epoch-end EMA" in drawn.caption
 
 
@@ -272,11 +272,12 @@ def test_kbfgs_fig_says_the_weight_norm_is_missing_rather_than_drawing_the_loss(
 
 def test_kbfgs_fig_names_the_methods_without_the_weight_norm(tmp_path: Path) -> None:
     write_kbfgs(tmp_path, methods=("kbfgs",))
-    write_kbfgs(tmp_path, with_norm=False, methods=("adam",))
+    write_kbfgs(tmp_path, with_norm=False, methods=("adam_on_momentum",))
     drawn = draw("kbfgs_fig", Results.of(load(tmp_path)))
     assert set(lines(drawn.figure.axes[0])) == {"K-BFGS"}
     assert (
-        "kbfgs_mnist_ae: Adam: training loss + ½τ‖w‖² not drawn (no model/weight_sq_norm logged)"
+        "kbfgs_mnist_ae: Adam on momentum: training loss + ½τ‖w‖² not drawn (no "
+        "model/weight_sq_norm logged)"
     ) in drawn.missing
 
 

@@ -54,7 +54,7 @@ def test_per_method_medians_with_inf(results: Results) -> None:
         (AE, "sgd"): (3.0, median([3.0, 6.0])),  # seconds per epoch 1 and 2
         (AE, "tnt"): (2.0, 6.0),
         (AE, "kfac"): (math.inf, math.inf),  # one of two seeds missed: the median is inf
-        (AE, "adam"): (3.0, 4.5),
+        (AE, "adam_on_momentum"): (3.0, 4.5),
         (CNN, "sgd"): (2.0, 20.0),
         (CNN, "tnt"): (2.0, 60.0),
     }
