@@ -55,6 +55,17 @@ PROBLEMS: dict[str, BenchProblem] = {
 }
 
 
+# Methods whose authors run their curvature work on every step whatever the problem: the
+# K-BFGS code's Kron_BFGS_update runs each iteration (optimizers.kbfgs), so their paper
+# schedule is 1/1 where the Kronecker methods take each problem's T1/T2.
+EVERY_STEP_METHODS = ("kbfgs", "kbfgs_l")
+
+
+def paper_schedule(problem: BenchProblem, optimizer: str) -> tuple[int, int]:
+    """The (curvature_every, inverse_every) the papers run `optimizer` with on `problem`."""
+    return (1, 1) if optimizer in EVERY_STEP_METHODS else problem.schedule
+
+
 def problem_config(
     problem: BenchProblem,
     optimizer: str,

@@ -52,7 +52,8 @@ def write_markdown(result: BenchResult, command: str, path: Path) -> str:
         curvature_every, inverse_every = result.schedules[name]
         lines += [
             f"### {problem.describe()}; statistics every {curvature_every}, inverses every "
-            f"{inverse_every} steps",
+            f"{inverse_every} steps (each optimizer's own in its T1/T2 column: K-BFGS runs "
+            "every step, as its authors, unless --schedule says otherwise)",
             "",
             table.to_markdown(index=False, floatfmt=".2f"),
             "",

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from runners.bench.overhead import BASELINE, Overhead, harness_overhead
-from runners.bench.problems import PROBLEMS, BenchProblem, build, optimizer_names
+from runners.bench.problems import PROBLEMS, BenchProblem, build, optimizer_names, paper_schedule
 from runners.bench.report import phases_figure, write_markdown
 from runners.bench.timing import TIMED_PHASES, Contender
 from runners.build import resolve_device
@@ -52,13 +52,15 @@ class BenchResult:
 
 
 def measure_problem(
-    problem: BenchProblem, settings: BenchSettings, schedule: tuple[int, int]
+    problem: BenchProblem, settings: BenchSettings, schedule: tuple[int, int] | None
 ) -> pd.DataFrame:
-    """One row per optimizer (BASELINE first): the interleaved, schedule-weighted timings."""
+    """One row per optimizer (BASELINE first): the interleaved, schedule-weighted timings;
+    `schedule` None: each optimizer's paper schedule on the problem (paper_schedule)."""
     names = [BASELINE, *(name for name in settings.optimizers if name != BASELINE)]
     contenders = []
     for name in names:
-        built = build(problem, name, schedule, settings.device, settings.optimizer_settings)
+        own = schedule or paper_schedule(problem, name)
+        built = build(problem, name, own, settings.device, settings.optimizer_settings)
         epoch = built.batches.epoch(0)
         batches = [epoch.batch(index) for index in range(built.batches.steps_per_epoch)]
         contenders.append(Contender(name, built, batches))
@@ -88,8 +90,14 @@ def results_table(contenders: list[Contender], keep_baseline: bool = True) -> pd
         if contender is baseline and not keep_baseline:
             continue
         kinds = contender.kind_medians_s()
+        optimizer = contender.built.optimizer
         row: dict[str, object] = {
             "optimizer": contender.name,
+            "T1/T2": (
+                f"{optimizer.curvature_every}/{optimizer.inverse_every}"
+                if hasattr(optimizer, "inverse_every")
+                else ""
+            ),
             "ms/step": 1e3 * contender.median_s,
             f"x {BASELINE}": paired_ratio(contender, baseline),
             "spread %": 100.0 * contender.spread,
@@ -119,7 +127,7 @@ def benchmark(settings: BenchSettings) -> BenchResult:
         )
         start = time.perf_counter()
         torch.manual_seed(0)
-        result.tables[problem.name] = measure_problem(problem, settings, schedule)
+        result.tables[problem.name] = measure_problem(problem, settings, settings.schedule)
         result.schedules[problem.name] = schedule
         log.info(
             "benchmark problem %s done in %.1f s (%s)",

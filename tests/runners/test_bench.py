@@ -175,3 +175,15 @@ def test_each_problem_is_logged_when_it_starts_and_ends(caplog: pytest.LogCaptur
     start, end = messages
     assert "tiny_ae" in start and "sgd,tnt" in start and "schedule 2/4" in start
     assert re.search(r"tiny_ae done in \d+\.\d s", end) and "sgd,tnt" in end
+
+
+def test_the_paper_schedule_runs_kbfgs_every_step_and_the_others_on_the_problems() -> None:
+    """K-BFGS's authors update on every step (optimizers.kbfgs); the Kronecker methods take
+    each problem's T1/T2 (1/20 on the autoencoder, 10/100 on the CNNs)."""
+    from runners.bench.problems import PROBLEMS, paper_schedule
+
+    for problem in PROBLEMS.values():
+        assert paper_schedule(problem, "kbfgs") == paper_schedule(problem, "kbfgs_l") == (1, 1)
+        assert paper_schedule(problem, "kfac") == problem.schedule
+    assert PROBLEMS["mnist_ae"].schedule == (1, 20)
+    assert PROBLEMS["resnet32"].schedule == (10, 100)
