@@ -1,7 +1,7 @@
 """Curve figures: one row per problem, one column per (metric, x axis) (or, with
 `row_per_metric`, one row per (problem, metric) and one column per x axis); in each panel one
 median curve and band per method at its chosen setting (analysis.results), over the seeds
-that completed. Training losses on a log scale (every panel when the spec says `log_y`, as
+that completed. Training losses on a log scale (every panel when the CurveSpec says `log_y`, as
 the papers draw them); test error and accuracy in %; x always linear.
 
 The training loss (LOSS) of a problem is the one Options.loss picks for it (analysis.papers:
