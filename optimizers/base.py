@@ -105,6 +105,33 @@ def sampled_loss(closure: Callable[[], Tensor], method: str) -> Tensor:
     return sample()
 
 
+def gradient_with_l2(p: Tensor, l2: float) -> Tensor:
+    """g + l2*W, a new tensor when l2 > 0 (p.grad is never modified)."""
+    assert p.grad is not None
+    return p.grad if l2 == 0 else p.grad.add(p, alpha=l2)
+
+
+def momentum_step(
+    state: dict[str, Any], p: Tensor, gradient: Tensor, mu: float, dampening: float
+) -> Tensor:
+    """m <- mu*m + (1 - dampening)*g in state["momentum_buffer"], from m = 0; with mu = 0,
+    m = g and no buffer is kept. Every method of the project takes its momentum here."""
+    if mu == 0:
+        return gradient
+    if "momentum_buffer" not in state:
+        state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    buffer = state["momentum_buffer"]
+    buffer.mul_(mu).add_(gradient, alpha=1.0 - dampening)
+    return buffer
+
+
+def decoupled_update(p: Tensor, direction: Tensor, lr: float, weight_decay: float) -> None:
+    """W <- (1 - lr*wd)*W - lr*D, in place."""
+    if weight_decay != 0:
+        p.mul_(1.0 - lr * weight_decay)
+    p.add_(direction, alpha=-lr)
+
+
 class NonFiniteLoss(Exception):
     """The closure's loss is not finite: no statistics can be computed from it and no update
     is made; `step` returns the loss so that the runner records the divergence."""
@@ -314,36 +341,21 @@ class CurvatureOptimizer(torch.optim.Optimizer):
         gradients: dict[Tensor, Tensor] = {}
         momenta: dict[Tensor, Tensor] = {}
         for group in self.param_groups:
-            mu, dampening, l2 = group["momentum"], group["momentum_dampening"], group["l2"]
+            mu, dampening = group["momentum"], group["momentum_dampening"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = p.grad if l2 == 0 else p.grad.add(p, alpha=l2)
-                gradients[p] = grad
-                if mu == 0:
-                    momenta[p] = grad
-                    continue
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(
-                        p, memory_format=torch.preserve_format
-                    )
-                buffer = state["momentum_buffer"]
-                buffer.mul_(mu).add_(grad, alpha=1.0 - dampening)
-                momenta[p] = buffer
+                gradients[p] = gradient_with_l2(p, group["l2"])
+                momenta[p] = momentum_step(self.state[p], p, gradients[p], mu, dampening)
         return gradients, momenta
 
     def _apply(self, directions: dict[Tensor, Tensor]) -> None:
         """W <- (1 - lr*wd)*W - lr*D."""
         for group in self.param_groups:
-            lr, weight_decay = group["lr"], group["weight_decay"]
             for p in group["params"]:
                 direction = directions.get(p)
-                if direction is None:
-                    continue
-                if weight_decay != 0:
-                    p.mul_(1.0 - lr * weight_decay)
-                p.add_(direction, alpha=-lr)
+                if direction is not None:
+                    decoupled_update(p, direction, group["lr"], group["weight_decay"])
 
     def _group_of(self) -> dict[Tensor, dict[str, Any]]:
         """Each parameter's param group."""

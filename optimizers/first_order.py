@@ -40,7 +40,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimizers.base import check_fraction, check_non_negative
+from optimizers.base import (
+    check_fraction,
+    check_non_negative,
+    decoupled_update,
+    gradient_with_l2,
+    momentum_step,
+)
 from optimizers.phases import phase
 
 
@@ -97,23 +103,6 @@ class MomentumMethod(torch.optim.Optimizer):
         """D for parameter `p` from its momentum `m` (read-only); D = m by default."""
         return m
 
-    def _gradient(self, p: Tensor, group: dict[str, Any]) -> Tensor:
-        """g + l2*W, a new tensor when l2 > 0 (p.grad is never modified)."""
-        assert p.grad is not None
-        return p.grad if group["l2"] == 0 else p.grad.add(p, alpha=group["l2"])
-
-    def _momentum(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
-        """m <- mu*m + (1 - d)*g from m = 0; with mu = 0, m = g and no buffer is kept."""
-        mu, dampening = group["momentum"], group["momentum_dampening"]
-        if mu == 0:
-            return grad
-        state = self.state[p]
-        if "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        buffer = state["momentum_buffer"]
-        buffer.mul_(mu).add_(grad, alpha=1.0 - dampening)
-        return buffer
-
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:  # type: ignore[override]
         """One step from the gradients the closure computes (or, without a closure, from the
@@ -125,15 +114,14 @@ class MomentumMethod(torch.optim.Optimizer):
             if not bool(torch.isfinite(loss)):
                 return loss  # nothing is updated from a non-finite loss
         for group in self.param_groups:
-            lr, weight_decay = group["lr"], group["weight_decay"]
+            mu, dampening = group["momentum"], group["momentum_dampening"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                m = self._momentum(p, self._gradient(p, group), group)
+                gradient = gradient_with_l2(p, group["l2"])
+                m = momentum_step(self.state[p], p, gradient, mu, dampening)
                 direction = self._direction(p, m, group)
-                if weight_decay != 0:
-                    p.mul_(1.0 - lr * weight_decay)
-                p.add_(direction, alpha=-lr)
+                decoupled_update(p, direction, group["lr"], group["weight_decay"])
         return loss
 
 
@@ -356,7 +344,7 @@ class RMSpropOnMomentum(MomentumMethod):
                 for p in group["params"]:
                     if p.grad is None:
                         continue
-                    grad = self._gradient(p, group)
+                    grad = gradient_with_l2(p, group["l2"])
                     count = counts[p] = counts.get(p, 0) + 1
                     state = self.state[p]
                     if count == 1:
