@@ -11,9 +11,17 @@ RUNS ?= runs
 # when that is set, runs/ otherwise
 DEMO_RUNS = $(or $(SOBENCH_RUNS_DIR),runs)/demo
 BENCH_DEVICE ?= auto
+# `make tune-demo`: every optimizer of TUNE_OPTIMIZERS searched with TUNE_TRIALS trials of
+# TUNE_EPOCHS epochs on a validation split of Fashion-MNIST, then its best setting rerun with
+# TUNE_SEEDS seeds (runners.tune)
+TUNE_OPTIMIZERS ?= sgd,adam,kfac,shampoo
+TUNE_TRIALS ?= 8
+TUNE_EPOCHS ?= 2
+TUNE_SEEDS ?= 3
+TUNE_RUNS = $(or $(SOBENCH_RUNS_DIR),runs)/tune_demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install data demo figures report bench test test-slow test-gpu lint format clean
+.PHONY: help install data demo tune-demo figures report bench test test-slow test-gpu lint format clean
 
 # Colour the target names only on a terminal: piped or redirected, the list stays plain text.
 help: ## list the targets
@@ -41,6 +49,13 @@ data: $(INSTALLED) ## get Fashion-MNIST (Debian's dataset-fashion-mnist when apt
 demo: data ## train the Fashion-MNIST autoencoder with each optimizer, print the table, draw the figure
 	$(PYTHON) -m runners.train -m experiment=demo optimizer=$(DEMO_OPTIMIZERS)
 	$(PYTHON) -m analysis.compare $(DEMO_RUNS) --figure figures/demo.png
+
+tune-demo: data ## tune SGD-m, Adam, KFAC and Shampoo with equal budgets on the demo problem, rerun the best, draw the tuning curves
+	$(PYTHON) -m runners.tune experiment=demo optimizer=$(TUNE_OPTIMIZERS) \
+	  paths.runs_dir=$(TUNE_RUNS) dataset.validation_size=10000 \
+	  trainer.max_epochs=$(TUNE_EPOCHS) tune.trials=$(TUNE_TRIALS) tune.seeds=$(TUNE_SEEDS)
+	$(PYTHON) -m analysis.tuning $(TUNE_RUNS)/demo --figure figures/tuning.png
+	$(PYTHON) -m analysis.compare $(TUNE_RUNS)/demo --figure figures/tuned_demo.png
 
 figures: $(INSTALLED) ## draw every figure (tnt_fig1 ... profile) from runs/ (or RUNS=dir) into figures/, PNG+PDF
 	$(PYTHON) -m analysis.figures all --runs $(RUNS) --out figures

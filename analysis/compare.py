@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.budgets import budget_warnings
 from analysis.figures.common import LOSS, Drawn, Options, add_view_arguments
 from analysis.figures.curves import CurveSpec, curve_figure
 from analysis.load import load_for_command
@@ -34,6 +35,7 @@ from contract.records import COMPLETED, ENDED_BADLY, STATUSES, UNFINISHED
 # the columns of the report's tables that the quick comparison shows, in this order
 RESULT_COLUMNS = (
     "setting",
+    "tuning",
     "seeds",
     *STATUSES,
     "final train loss",
@@ -113,13 +115,14 @@ def rule_line(results: Results, problem: str) -> str:
 
 def comparison_markdown(results: Results) -> str:
     """The printed comparison: per problem a heading, the table, the rule that chose the
-    settings, what was left out and the warning about overloaded machines."""
+    settings, what was left out, and the warnings about unequal tuning budgets and overloaded
+    machines."""
     warnings = overload_warnings(results.compared)
+    unequal = budget_warnings(results.compared)
     parts = []
     for problem, table in comparison_tables(results).items():
         notes = [rule_line(results, problem), *left_out_lines(results, problem)]
-        if problem in warnings:
-            notes.append(warnings[problem])
+        notes += [found[problem] for found in (unequal, warnings) if problem in found]
         table.index.name = "method"
         parts += [f"## {problem}", "", to_markdown(table), "", *notes, ""]
     parts.append(MEDIANS)

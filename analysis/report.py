@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.aggregate import BANDS
+from analysis.budgets import budget_warnings
 from analysis.figures import FIGURE_NAMES, draw
 from analysis.figures.common import Options, add_view_arguments, save
 from analysis.load import load_for_command
@@ -99,11 +100,20 @@ def load_lines(results: Results) -> list[str]:
     return [f"- **{problem}**: {text}" for problem, text in warnings.items()] + [""]
 
 
+def budget_lines(results: Results) -> list[str]:
+    """One warning per problem whose compared methods had different tuning budgets."""
+    warnings = budget_warnings(results.compared)
+    if not warnings:
+        return []
+    return [f"- **{problem}**: {text}" for problem, text in warnings.items()] + [""]
+
+
 def write_report(results: Results, out: Path, options: Options, formats: list[str]) -> Path:
     sweep = results.sweep
     lines = [f"# Sweep report: {sweep.source}", ""]
     lines += status_lines(sweep.runs)
     lines += load_lines(results)
+    lines += budget_lines(results)
     lines += [
         "Training time is the training clock only (evaluation and warm start excluded); the "
         "time axes are said under each figure.",

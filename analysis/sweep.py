@@ -15,7 +15,9 @@ A `Sweep` holds two frames:
   (analysis.quantities: the EMA at epoch ends, the K-BFGS objective), and the run's identity,
   status, problem, method and config columns.
 Runs that did not complete are kept with their status, never dropped; a run that logged
-nothing is still a row of `runs`.
+nothing is still a row of `runs`. The trials of a tuning study (config `tuning.role: trial`,
+runners.tune) are left out: they are ranked on the validation split, and their curves are
+analysis.tuning's; the study's final reruns are ordinary runs here.
 
 `problem` is the experiment, unless runs of one experiment trained different problems: other
 models or data sets, or other data/model settings (e.g. `scale=smoke` trains on a subset of
@@ -37,6 +39,7 @@ import pandas as pd
 from analysis.quantities import add_best_of_derived, add_derived_metrics
 from analysis.style import METHOD_VARIANTS
 from contract.records import MACHINE_LOAD, STATUSES, is_identity_key
+from contract.tuning import TRIAL
 
 __all__ = ["STATUSES", "SourceError", "Sweep", "build_sweep", "run_row"]
 
@@ -44,6 +47,7 @@ IDENTITY_COLUMNS = ("run_id", "group", "experiment", "optimizer", "model", "data
 RUN_COUNT_COLUMNS = ("epochs", "steps", "steps_per_epoch", "diverged_at_step", "parameters")
 # The run columns joined to every metrics row (the rest stay in `runs`).
 JOINED_COLUMNS = (*IDENTITY_COLUMNS, "status", "problem", "method")
+TUNING_ROLE_COLUMN = "config.tuning.role"
 
 
 class SourceError(Exception):
@@ -180,6 +184,8 @@ def build_sweep(source: str, runs: Iterable[tuple[dict[str, Any], list[dict[str,
     """Sweep from (run row, metric records) pairs; see the module docstring."""
     rows, record_lists = [], []
     for row, records in runs:
+        if row.get(TUNING_ROLE_COLUMN) == TRIAL:
+            continue  # a tuning trial: ranked on the validation split, never compared
         rows.append(row)
         record_lists.append(records)
     run_frame = pd.DataFrame(rows)

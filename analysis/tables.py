@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.budgets import budgets
 from analysis.papers import LOSS_CHOICES
 from analysis.profiles import TABLE_TAUS, performance_profile
 from analysis.results import Results
@@ -79,13 +80,15 @@ def cost_table(results: Results) -> pd.DataFrame:
 
 
 def results_table(results: Results) -> pd.DataFrame:
-    """Per (problem, method) at its chosen setting: the setting, its seeds per status, the
-    medians over its completed seeds of the losses and accuracy, and the time to target."""
+    """Per (problem, method) at its chosen setting: the setting, its tuning budget
+    (analysis.budgets), its seeds per status, the medians over its completed seeds of the
+    losses and accuracy, and the time to target."""
     runs = results.compared
     if runs.empty:
         return pd.DataFrame()
     grouped = runs.groupby(["problem", "method"])
     table = pd.DataFrame({"setting": grouped["setting"].first(), "seeds": grouped.size()})
+    table["tuning"] = budgets(runs)
     for status in STATUSES:
         table[status] = grouped["status"].apply(lambda s, status=status: int((s == status).sum()))
     completed = runs[runs["status"] == "completed"].groupby(["problem", "method"])

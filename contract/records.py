@@ -44,6 +44,8 @@ FULL_TRAIN_LOSS = "train/full_loss"  # the loss over the whole training split
 TEST_LOSS = "test/loss"
 TEST_ACCURACY = "test/accuracy"  # classifiers
 TRAIN_ACCURACY = "train/accuracy"  # classifiers
+VALID_LOSS = "valid/loss"  # with a validation split (dataset.validation_size > 0)
+VALID_ACCURACY = "valid/accuracy"  # classifiers, with a validation split
 PROCESS_S = "time/process_s"  # CPU seconds of the process over the training clock's regions
 EVAL_S = "time/eval_s"
 WARM_START_S = "time/warm_start_s"
@@ -72,6 +74,17 @@ NOT_IDENTITY_KEYS = (
     "dataset.local_path",  # which file the data were read from, not what they are
     "dataset.download",  # whether a missing file may be downloaded
 )
+
+
+# Settings added after runs were recorded, at the value that computes what those runs computed:
+# at that value they are left out of the identity, so that earlier runs keep their directory
+# (and are resumed or skipped, not run again).
+IDENTITY_NEUTRAL_DEFAULTS: dict[str, object] = {
+    "dataset.validation_size": 0,
+    "dataset.split_seed": 0,
+    "trainer.evaluate_test": True,
+    "tuning": None,  # a node: every value null, not a tuning run (runners.tune)
+}
 
 
 def is_identity_key(dotted: str) -> bool:

@@ -35,7 +35,7 @@ from data.tensors import BatchAugmentation, Split, Splits
 
 
 def normalize_splits(splits: Splits, mean: Sequence[float], std: Sequence[float]) -> Splits:
-    """Both splits with every channel c mapped to (x - mean[c]) / std[c]."""
+    """Every split with every channel c mapped to (x - mean[c]) / std[c]."""
 
     def normalized(split: Split) -> Split:
         channels = split.inputs.shape[1]
@@ -51,7 +51,8 @@ def normalize_splits(splits: Splits, mean: Sequence[float], std: Sequence[float]
 
         return Split(TF.normalize(split.inputs, list(mean), list(std)), split.labels)
 
-    return Splits(normalized(splits.train), normalized(splits.test))
+    validation = None if splits.validation is None else normalized(splits.validation)
+    return Splits(normalized(splits.train), normalized(splits.test), validation)
 
 
 class RandomCropFlip:

@@ -45,6 +45,12 @@ class DatasetConfig:
     # are the sizes generated.
     train_size: int | None = None
     test_size: int | None = None
+    # Hold out this many examples of the training split (after train_size) as a validation
+    # split, drawn at random with split_seed, the same for every run, optimizer and seed; the
+    # run trains on the rest. Tuning (runners.tune) ranks its trials on it, never on the test
+    # split. 0: no validation split (the papers' protocol).
+    validation_size: int = 0
+    split_seed: int = 0
     seed: int = 0  # synthetic data only: the data are fixed by this seed, not the run seed
     download: bool = True  # allow downloading when the files are missing
     # A file to read instead of <data_dir>/<folder>/<file> (sources read from one file:

@@ -1,9 +1,10 @@
 """The registry of data sources: a data set config's `source` names one of these.
 
 Each loader returns both splits on the CPU, inputs as float32 (N, *input_shape) and labels as
-int64 (N,) or None. `load_splits` then cuts the subset (train_size / test_size) and applies
-the config's normalisation (data.augment); augmentation of training batches happens later, on
-the training device (data.tensors.ShuffledBatches). Adding a data set: one loader here and one
+int64 (N,) or None. `load_splits` then cuts the subset (train_size / test_size), holds out
+the validation split (validation_size, data.validation) and applies the config's
+normalisation (data.augment); augmentation of training batches happens later, on the training
+device (data.tensors.ShuffledBatches). Adding a data set: one loader here and one
 YAML in conf/dataset/.
 """
 
@@ -16,6 +17,7 @@ from data.augment import normalize_splits
 from data.schema import DatasetConfig
 from data.synthetic import make_synthetic
 from data.tensors import Splits
+from data.validation import hold_out_validation
 
 DEFAULT_SYNTHETIC_SIZES = (512, 256)
 
@@ -80,8 +82,8 @@ LOCAL_PATH_SOURCES = ("faces", "curves")
 
 
 def load_splits(cfg: DatasetConfig, data_dir: Path) -> Splits:
-    """Both splits of the configured data set, cut to train_size / test_size and normalised,
-    on the CPU."""
+    """The splits of the configured data set, cut to train_size / test_size, with the
+    validation split held out of the training one (data.validation), normalised, on the CPU."""
     try:
         loader = SOURCES[cfg.source]
     except KeyError:
@@ -95,6 +97,7 @@ def load_splits(cfg: DatasetConfig, data_dir: Path) -> Splits:
         )
     splits = loader(cfg, Path(data_dir))
     splits = Splits(splits.train.head(cfg.train_size), splits.test.head(cfg.test_size))
+    splits = hold_out_validation(splits, cfg.validation_size, cfg.split_seed)
     if cfg.normalization is not None:
         splits = normalize_splits(splits, cfg.normalization.mean, cfg.normalization.std)
     return splits

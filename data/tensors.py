@@ -35,11 +35,17 @@ class Split:
         labels = None if self.labels is None else self.labels.to(device)
         return Split(self.inputs.to(device), labels)
 
+    def take(self, indices: Tensor) -> Split:
+        """The examples at `indices` (a copy), in that order."""
+        labels = None if self.labels is None else self.labels[indices]
+        return Split(self.inputs[indices], labels)
+
 
 @dataclass
 class Splits:
     train: Split
     test: Split
+    validation: Split | None = None  # held out of the training split (data.validation)
 
 
 class BatchAugmentation(Protocol):

@@ -58,7 +58,8 @@ class BuiltRun:
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     batches: ShuffledBatches
     train_eval: EvalSet
-    test_eval: EvalSet
+    test_eval: EvalSet | None  # None: trainer.evaluate_test=false
+    valid_eval: EvalSet | None  # None: no validation split (dataset.validation_size=0)
     task: Task
 
 
@@ -106,7 +107,8 @@ def check_trainer(cfg: TrainerConfig) -> None:
         raise UserInputError("; ".join(problems))
 
 
-def _locate(target: str, group: str) -> Any:
+def locate_target(target: str, group: str) -> Any:
+    """The class `<group>._target_` names, or UserInputError when it cannot be imported."""
     try:
         return get_object(target)
     except Exception as error:  # ImportError, AttributeError, ...: all mean "cannot import"
@@ -198,7 +200,7 @@ def _optimizer_target(cfg: DictConfig) -> tuple[Callable[..., Any], bool]:
     """The optimizer class, checked against its config; and whether it takes the model."""
     if "_target_" not in cfg.optimizer:
         raise UserInputError("optimizer._target_ is missing: name the optimizer class")
-    target = _locate(cfg.optimizer._target_, "optimizer")
+    target = locate_target(cfg.optimizer._target_, "optimizer")
     parameters = list(inspect.signature(target).parameters)
     wants_model = "model" in parameters
     supplied = parameters[:1] + (["model"] if wants_model else [])  # the params, the model
@@ -232,7 +234,7 @@ def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
     """Everything a run needs, checked; raises UserInputError before any training."""
     check_trainer(cfg.trainer)
     device = resolve_device(cfg.device)
-    model_class = _locate(cfg.model._target_, "model")
+    model_class = locate_target(cfg.model._target_, "model")
     task = getattr(model_class, "TASK", None)
     if not isinstance(task, Task):
         raise UserInputError(
@@ -250,6 +252,7 @@ def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
     except ValueError as error:
         raise UserInputError(f"dataset={dataset_name}: {error}") from error
     train, test = splits.train.to(device), splits.test.to(device)
+    valid = None if splits.validation is None else splits.validation.to(device)
     if list(train.inputs.shape[1:]) != list(cfg.dataset.input_shape):
         raise UserInputError(
             f"dataset={dataset_name} declares input_shape {list(cfg.dataset.input_shape)} but "
@@ -282,7 +285,8 @@ def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
         scheduler=build_scheduler(optimizer, cfg.trainer),
         batches=batches,
         train_eval=EvalSet(train.inputs, train_targets),
-        test_eval=EvalSet(test.inputs, _targets(task, test)),
+        test_eval=EvalSet(test.inputs, _targets(task, test)) if cfg.trainer.evaluate_test else None,
+        valid_eval=None if valid is None else EvalSet(valid.inputs, _targets(task, valid)),
         task=task,
     )
 

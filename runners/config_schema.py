@@ -70,6 +70,8 @@ class TrainerConfig:
     # Optimizers with a warm_start() method (curvature statistics at the initial weights)
     # get this many batches before step 0; null means one full pass over the training set.
     warm_start_batches: int | None = None
+    # false: no evaluation on the test split (tuning trials, runners.tune: never seen there)
+    evaluate_test: bool = True
     force: bool = False  # rerun a run whose record says completed or diverged
     # How the process behaves, not what it computes (neither is part of a run's identity):
     # a progress bar on stderr; null shows it when stderr is a terminal, so logs stay clean.
@@ -101,6 +103,20 @@ class PathsConfig:
 
 
 @dataclass
+class TuningConfig:
+    """Set by runners.tune on the runs it launches, never by hand: which study a run belongs
+    to and as what. A trial is ranked on the validation split; a final run reruns the study's
+    best setting with another seed and is what the analysis compares."""
+
+    study: str | None = None  # null (every field): not a tuning run
+    role: str | None = None  # trial | final (contract.tuning)
+    trial: int | None = None  # a trial's number in its study
+    trials: int | None = None  # final runs: the study's budget K (trials)
+    sampler: str | None = None  # final runs: how the trials were drawn (qmc, tpe, grid)
+    space: str | None = None  # final runs: the search space's name (conf/search/)
+
+
+@dataclass
 class Config:
     """The top level. `model` and `optimizer` are open groups (their `_target_` decides)."""
 
@@ -112,6 +128,7 @@ class Config:
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
     paths: PathsConfig = field(default_factory=PathsConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
 
 
 def register_configs() -> None:

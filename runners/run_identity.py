@@ -3,12 +3,14 @@
 A run is identified by what decides its result: the resolved config without the settings that
 only say where things go or how they are reported (contract.records.NOT_IDENTITY_NODES and
 NOT_IDENTITY_KEYS: the logger, the paths, `trainer.force`, the checkpoint cadence, the file a
-data set is read from, ...). Rerunning a command therefore
+data set is read from, ...), and without the settings added later while they hold the value
+that computes what runs recorded before them computed (IDENTITY_NEUTRAL_DEFAULTS: no
+validation split, no tuning), so those runs keep their directories. Rerunning a command therefore
 finds its own directory again, which is how a killed run resumes and a completed one is
 skipped, on one machine or on a cluster.
 
 The W&B group hashes the same config without the seed, so the seeds of one setting are one
-group in the W&B interface.
+group in the W&B interface; a tuning study's trials are one group.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from contract.records import NOT_IDENTITY_KEYS, NOT_IDENTITY_NODES
+from contract.records import IDENTITY_NEUTRAL_DEFAULTS, NOT_IDENTITY_KEYS, NOT_IDENTITY_NODES
 
 DEFAULT_EXPERIMENT = "default"
 ID_LENGTH = 10
@@ -39,6 +41,14 @@ def identity_dict(cfg: DictConfig) -> dict[str, Any]:
         values = plain.get(node)
         if isinstance(values, dict):
             values.pop(key, None)
+    for dotted, neutral in IDENTITY_NEUTRAL_DEFAULTS.items():
+        node, _, key = dotted.partition(".")
+        values = plain.get(node)
+        if not key:  # a whole node: neutral when every value of it is (None: null)
+            if isinstance(values, dict) and all(v == neutral for v in values.values()):
+                del plain[node]
+        elif isinstance(values, dict) and key in values and values[key] == neutral:
+            del values[key]
     return plain
 
 
@@ -53,7 +63,12 @@ def run_id(cfg: DictConfig, experiment: str) -> str:
 
 
 def group_id(cfg: DictConfig, experiment: str) -> str:
-    """Like run_id but without the seed: every seed of one setting shares it."""
+    """Like run_id but without the seed: every seed of one setting shares it. The trials of
+    a tuning study are one group, "<study>", and the final reruns of its best setting another,
+    "<study>-final" (runners.tuning)."""
+    tuning = OmegaConf.select(cfg, "tuning")
+    if tuning is not None and tuning.study is not None:
+        return str(tuning.study) if tuning.role == "trial" else f"{tuning.study}-final"
     data = identity_dict(cfg)
     data.pop("seed", None)
     return _short_hash({"experiment": experiment, "config": data})

@@ -19,7 +19,8 @@ against ~7 for ResNet-32). From the first epoch on, evaluation is the usual eval
 
 Metric names are contract.records' (the analysis reads them):
     every log_every_steps steps: step, epoch, train/loss, train/loss_ema, time/train_s, lr
-    every evaluation, also: train/full_loss, test/loss, test/accuracy and train/accuracy
+    every evaluation, also: train/full_loss, test/loss (unless trainer.evaluate_test=false),
+        valid/loss (with a validation split), their /accuracy and train/accuracy
         (classifiers), time/process_s, time/eval_s, time/warm_start_s,
         model/weight_sq_norm, mem/peak_bytes, mem/optimizer_state_bytes,
         time/phase/<phase>_s (optimizers.phases)
@@ -62,6 +63,8 @@ from contract.records import (
     TRAIN_LOSS,
     TRAIN_LOSS_EMA,
     TRAIN_S,
+    VALID_ACCURACY,
+    VALID_LOSS,
     WARM_START_S,
     WEIGHT_SQ_NORM,
     phase_metric,
@@ -95,6 +98,8 @@ BEST_OF: dict[str, Callable[[float, float], float]] = {
     TRAIN_LOSS_EMA: min,
     TEST_ACCURACY: max,
     TRAIN_ACCURACY: max,
+    VALID_LOSS: min,
+    VALID_ACCURACY: max,
 }
 
 
@@ -334,14 +339,20 @@ class Trainer:
             train = evaluate(
                 built.model, built.likelihood, built.train_eval, batch, batch_statistics
             )
-            test = evaluate(built.model, built.likelihood, built.test_eval, batch, batch_statistics)
+            held_out = {
+                prefix: evaluate(built.model, built.likelihood, split, batch, batch_statistics)
+                for prefix, split in (("valid", built.valid_eval), ("test", built.test_eval))
+                if split is not None
+            }
         self.bar.phase(None)
         self.progress.eval_s = totals["eval_s"]
         self._sample_load()
         record: dict[str, Any] = {**self._position(), FULL_TRAIN_LOSS: train["loss"]}
-        record[TEST_LOSS] = test["loss"]
-        if "accuracy" in test:
-            record[TEST_ACCURACY] = test["accuracy"]
+        for prefix, values in held_out.items():
+            record[f"{prefix}/loss"] = values["loss"]
+            if "accuracy" in values:
+                record[f"{prefix}/accuracy"] = values["accuracy"]
+        if "accuracy" in train:
             record[TRAIN_ACCURACY] = train["accuracy"]
         record.update(self._loss_ema_and_clock())
         record[PROCESS_S] = self.clock.process_s
@@ -355,13 +366,17 @@ class Trainer:
         self._update_best(record)
         self.progress.final = record
         self._log(record)
+        held_out_text = "".join(
+            f" {key} {record[key]:.5g}"
+            for key in (VALID_LOSS, VALID_ACCURACY, TEST_LOSS, TEST_ACCURACY)
+            if key in record
+        )
         log.info(
-            "epoch %.2f step %d: train/full_loss %.5g test/loss %.5g%s time/train_s %.1f",
+            "epoch %.2f step %d: train/full_loss %.5g%s time/train_s %.1f",
             record[EPOCH],
             record[STEP],
             record[FULL_TRAIN_LOSS],
-            record[TEST_LOSS],
-            f" test/accuracy {record[TEST_ACCURACY]:.4f}" if TEST_ACCURACY in record else "",
+            held_out_text,
             record[TRAIN_S],
         )
         if not math.isfinite(train["loss"]):

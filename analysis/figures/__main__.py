@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from analysis.aggregate import BANDS
+from analysis.budgets import budget_warnings
 from analysis.figures import FIGURE_NAMES, draw, wanted_problems
 from analysis.figures.common import FORMATS, Options, add_view_arguments, save
 from analysis.load import load_for_command
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         methods=tuple(args.methods) if args.methods else None,
     )
     names = FIGURE_NAMES if "all" in args.figures else args.figures
+    for problem, warning in budget_warnings(results.compared).items():
+        print(f"{problem}: {warning}", file=sys.stderr)  # its figures compare unequal tuning
     drawn_any = False
     for name in names:
         drawn = draw(name, results, options)

@@ -87,14 +87,16 @@ def test_the_table_shows_the_reports_numbers_cell_by_cell(
     )
     shown = [(problem, method) for problem, table in tables.items() for method in table.index]
     assert sorted(shown) == sorted(reported.index)  # every problem and method, once
-    assert {"setting", "final train loss", "best train loss", "ms / step"} <= set(tables["demo"])
+    assert {"setting", "tuning", "final train loss", "best train loss", "ms / step"} <= set(
+        tables["demo"]
+    )
     assert "best test accuracy (%)" in tables[CNN]
     for problem, table in tables.items():
         for method, row in table.iterrows():
             for column, cell in row.items():
                 expected = reported.loc[(problem, method), column]
-                if column == "setting":
-                    assert cell == expected, (problem, method)
+                if column in ("setting", "tuning"):
+                    assert cell == expected, (problem, method, column)
                 elif cell == "":
                     assert math.isnan(expected), (problem, method, column)
                 else:  # printed with 4 significant digits

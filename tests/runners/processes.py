@@ -44,16 +44,19 @@ def comparable(metrics: list[dict]) -> list[dict]:
 
 @dataclass
 class TrainProcess:
-    """`python -m runners.train paths.runs_dir=... overrides...`, its output kept in files."""
+    """`python -m runners.train paths.runs_dir=... overrides...` (or another entry point,
+    e.g. runners.tune), its output kept in files."""
 
     process: subprocess.Popen
     out: Path
 
     @classmethod
-    def start(cls, *overrides: str, runs_dir: Path, name: str = "train") -> TrainProcess:
+    def start(
+        cls, *overrides: str, runs_dir: Path, name: str = "train", module: str = "runners.train"
+    ) -> TrainProcess:
         runs_dir.mkdir(parents=True, exist_ok=True)
         out = runs_dir.parent / f"{runs_dir.name}-{name}.out"
-        command = [sys.executable, "-m", "runners.train", f"paths.runs_dir={runs_dir}"]
+        command = [sys.executable, "-m", module, f"paths.runs_dir={runs_dir}"]
         with out.open("wb") as stream:
             process = subprocess.Popen(
                 [*command, *overrides],
