@@ -258,6 +258,7 @@ def test_every_experiment_runs_at_smoke_scale(tmp_path: Path, group: str) -> Non
         assert math.isfinite(metrics[-1]["train/full_loss"])
 
 
+@pytest.mark.slow  # 25 s; without it, composition (above) and the smoke runs cover the same
 def test_one_sweep_runs_all_seven_methods_with_their_own_settings(tmp_path: Path) -> None:
     optimizers = SEVEN_METHODS  # the seven methods and K-BFGS(L)
     result = run_train(

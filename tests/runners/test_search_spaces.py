@@ -57,6 +57,10 @@ def write(tmp_path: Path, text: str) -> str:
             "space.lr: log_uniform needs low > 0",
         ),
         (
+            "space:\n  lr: {distribution: log_uniform, low: -1.0, high: 1.0}\n",
+            "space.lr: log_uniform needs low > 0",
+        ),
+        (
             "space:\n  lr: {distribution: categorical, choices: []}\n",
             "space.lr: categorical needs a non-empty list",
         ),

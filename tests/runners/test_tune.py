@@ -162,20 +162,14 @@ def bad_space(tmp_path: Path, text: str) -> Path:
     return path
 
 
+# one bad space through the real command; every kind of bad range is refused in-process,
+# by the same check, in tests/runners/test_search_spaces.py
 @pytest.mark.parametrize(
     ("space", "named"),
     [
         (
             "space:\n  learning_rate: {distribution: log_uniform, low: 1.0e-3, high: 1.0}\n",
             "space.learning_rate is not an argument of torch.optim.SGD",
-        ),
-        (
-            "space:\n  lr: {distribution: log_uniform, low: 1.0, high: 1.0e-3}\n",
-            "space.lr: empty range",
-        ),
-        (
-            "space:\n  lr: {distribution: log_uniform, low: -1.0, high: 1.0}\n",
-            "space.lr: log_uniform needs low > 0",
         ),
     ],
 )
