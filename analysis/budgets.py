@@ -8,8 +8,6 @@ papers' settings, or values given by hand), which the tables say as "not tuned".
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from analysis.style import display_name, sort_key
@@ -18,16 +16,12 @@ NOT_TUNED = "not tuned"
 TRIALS_COLUMN, SAMPLER_COLUMN = "config.tuning.trials", "config.tuning.sampler"
 
 
-def _present(value: object) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
-
-
 def budget_text(row: pd.Series) -> str:
     """'8 trials (qmc)' for a final rerun of a tuning study, 'not tuned' otherwise."""
     trials, sampler = row.get(TRIALS_COLUMN), row.get(SAMPLER_COLUMN)
-    if not _present(trials):
+    if pd.isna(trials):
         return NOT_TUNED
-    return f"{int(trials)} trials ({sampler})" if _present(sampler) else f"{int(trials)} trials"
+    return f"{int(trials)} trials ({sampler})" if not pd.isna(sampler) else f"{int(trials)} trials"
 
 
 def budgets(runs: pd.DataFrame) -> pd.Series:

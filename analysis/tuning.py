@@ -39,7 +39,7 @@ from analysis.load import find_run_dirs, read_run_dir
 from analysis.style import colour, display_name, metric_label, problem_title, sort_key
 from analysis.tables import to_markdown
 from contract.records import COMPLETED, DIVERGED, TEST_ACCURACY, TEST_LOSS, VALID_ACCURACY
-from contract.tuning import FINAL, TRIAL, Objective, expected_best, objective_for
+from contract.tuning import FINAL, TRIAL, Objective, best_trial, expected_best, objective_for
 
 MAIN_HYPERPARAMETERS = ("lr",)  # the scatter's axis when searched; else the first that varies
 
@@ -123,6 +123,12 @@ class Study:
     def scored(self) -> list[float]:
         return [score for score in self.scores if score is not None]
 
+    @property
+    def best_index(self) -> int | None:
+        """The trial runners.tune reran (contract.tuning.best_trial)."""
+        diverged = [run.status == DIVERGED for run in self.trials]
+        return best_trial(self.scores, diverged, self.objective.maximize)
+
     def curve(self) -> list[float]:
         return expected_best(self.scored, len(self.trials), self.objective.maximize)
 
@@ -167,11 +173,7 @@ def study_table(found: list[Study], experiment: str) -> pd.DataFrame:
     for study in (s for s in found if s.experiment == experiment):
         curve = study.curve() if study.scored else []
         statuses = pd.Series([run.status for run in study.trials]).value_counts()
-        best_index = None
-        if study.scored:
-            pick = max if study.objective.maximize else min
-            best_value = pick(study.scored)
-            best_index = study.scores.index(best_value)
+        best_index = study.best_index
         keys = searched_keys(study.trials)
         best_setting = (
             "none" if best_index is None else setting_text(study.trials[best_index].optimizer, keys)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 
 from contract.records import VALID_ACCURACY, VALID_LOSS
 
@@ -82,19 +83,30 @@ def expected_best(scores: Sequence[float], k_max: int, maximize: bool) -> list[f
     if not scores:
         raise ValueError("expected_best needs at least one score")
     n = len(scores)
-    # order from worst to best, so that F(v) = P(a draw is no better than v)
-    ordered = sorted(scores, reverse=not maximize)
+    # from worst to best, so that F(v) = P(a draw is no better than v); ties share one v
+    counts = [
+        (value, len(list(ties))) for value, ties in groupby(sorted(scores, reverse=not maximize))
+    ]
     curve = []
     for k in range(1, k_max + 1):
         total, below = 0.0, 0
-        i = 0
-        while i < n:
-            j = i
-            while j < n and ordered[j] == ordered[i]:
-                j += 1
-            # P(best of k = ordered[i]) = F(v)^k - F(v^-)^k, F counting ties at v
-            total += ordered[i] * ((j / n) ** k - (below / n) ** k)
-            below = j
-            i = j
+        for value, count in counts:
+            # P(best of k = v) = F(v)^k - F(v^-)^k
+            total += value * (((below + count) / n) ** k - (below / n) ** k)
+            below += count
         curve.append(total)
     return curve
+
+
+def best_trial(
+    scores: Sequence[float | None], diverged: Sequence[bool], maximize: bool
+) -> int | None:
+    """The index of the best trial: the best score among the trials that did not diverge,
+    among the diverged ones only when every scored trial diverged; None when none has a score.
+    runners.tune reruns this trial; analysis.tuning reports it."""
+    scored = [i for i, score in enumerate(scores) if score is not None]
+    pool = [i for i in scored if not diverged[i]] or scored
+    if not pool:
+        return None
+    pick = max if maximize else min
+    return pick(pool, key=lambda i: scores[i])

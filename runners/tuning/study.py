@@ -34,7 +34,8 @@ from typing import Any
 import optuna
 from filelock import FileLock, Timeout
 
-from contract.tuning import Objective
+from contract.records import DIVERGED
+from contract.tuning import Objective, best_trial
 from runners.tuning.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -147,8 +148,10 @@ class StudyHandle:
                 except Timeout:
                     continue  # another worker runs it
                 claimed.append(Claimed(trial.number, dict(trial.params), True, lock))
-            while len(claimed) < count and len(self.study.trials) < budget:
+            trials = len(self.study.get_trials(deepcopy=False))
+            while len(claimed) < count and trials < budget:
                 trial = self.study.ask(fixed_distributions=self.distributions)
+                trials += 1
                 lock = self._trial_lock(trial.number)
                 lock.acquire(timeout=0)
                 claimed.append(Claimed(trial.number, dict(trial.params), False, lock))
@@ -181,14 +184,11 @@ class StudyHandle:
             return self.study.get_trials(deepcopy=True)
 
     def best(self) -> optuna.trial.FrozenTrial | None:
+        """The trial whose setting the final runs rerun (contract.tuning.best_trial)."""
         complete = [t for t in self.trials() if t.state == optuna.trial.TrialState.COMPLETE]
-        diverged_last = sorted(complete, key=lambda t: t.user_attrs.get("status") == "diverged")
-        finished = [t for t in diverged_last if t.user_attrs.get("status") != "diverged"]
-        pool = finished or diverged_last
-        if not pool:
-            return None
-        pick = max if self.objective.maximize else min
-        return pick(pool, key=lambda t: t.value)
+        diverged = [t.user_attrs.get("status") == DIVERGED for t in complete]
+        index = best_trial([t.value for t in complete], diverged, self.objective.maximize)
+        return None if index is None else complete[index]
 
     @contextmanager
     def final_seed(self, seed: int) -> Iterator[bool]:

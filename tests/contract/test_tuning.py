@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from contract.tuning import Objective, expected_best, objective_for
+from contract.tuning import Objective, best_trial, expected_best, objective_for
 
 
 def brute_force(scores: list[float], k: int, maximize: bool) -> float:
@@ -60,3 +60,11 @@ def test_a_diverged_trial_scores_the_untrained_network() -> None:
     assert objective.trial_score(records, diverged=True) == 5.0
     assert objective.trial_score(records, diverged=False) == 2.0
     assert objective.trial_score([{"step": 0}], diverged=True) is None
+
+
+def test_the_best_trial_never_diverged_unless_every_trial_did() -> None:
+    # the diverged trial's untrained score (3.0) is lower than the completed ones'
+    assert best_trial([5.0, 3.0, 4.0, None], [False, True, False, False], maximize=False) == 2
+    assert best_trial([5.0, 3.0], [True, True], maximize=False) == 1
+    assert best_trial([0.5, 0.9], [False, False], maximize=True) == 1
+    assert best_trial([None, None], [False, True], maximize=False) is None
