@@ -41,7 +41,10 @@ def write_markdown(result: BenchResult, command: str, path: Path) -> str:
         "the pixel values). Times are the median over interleaved rounds of the time per "
         "training step weighted by each optimizer's schedule (runners.bench.timing); phase "
         "columns are per step; `x sgd` is the median over rounds of the ratio to SGD-m in "
-        "the same round; spread is the interquartile range over rounds.",
+        "the same round; spread is the interquartile range over rounds. `floor x sgd` is the "
+        "method's multiply-accumulates per step over SGD-m's, counted from the layer shapes "
+        "and the schedule; `x floor` = `x sgd` / `floor x sgd`, the time per step over the "
+        "time its MACs take at SGD-m's own rate (runners.bench.floors).",
         "",
     ]
     if result.settings.optimizer_settings:
@@ -58,6 +61,16 @@ def write_markdown(result: BenchResult, command: str, path: Path) -> str:
             table.to_markdown(index=False, floatfmt=".2f"),
             "",
         ]
+        floors = result.floors.get(name)
+        if floors is not None:
+            lines += [
+                f"Floors ({name}): multiply-accumulates per step by phase (GMAC), the achieved "
+                "GFLOP/s, and each phase's time over its MACs' time at SGD-m's rate "
+                "(runners.bench.floors)",
+                "",
+                floors.to_markdown(index=False, floatfmt=".2f"),
+                "",
+            ]
     if result.overhead is not None:
         overhead = result.overhead
         lines += [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import shlex
 import statistics
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from runners.bench.floors import COUNTED_PHASES, LayerShape, layer_shapes, step_macs
 from runners.bench.overhead import BASELINE, Overhead, harness_overhead
 from runners.bench.problems import PROBLEMS, BenchProblem, build, optimizer_names, paper_schedule
 from runners.bench.report import phases_figure, write_markdown
@@ -22,7 +24,20 @@ from runners.bench.timing import TIMED_PHASES, Contender
 from runners.build import resolve_device
 from runners.environment import collect_environment, flush_denormals
 
-ALL_OPTIMIZERS = ("sgd", "adam", "kfac", "shampoo", "tnt", "kbfgs", "kbfgs_l", "tengrad")
+# A name is conf/optimizer/<name>.yaml, or a variant of one, "<name>:<key>=<value>[:...]"
+# (settings of that optimizer, YAML values): Shampoo's matmul-only coupled Newton roots, the
+# GPU path, are timed beside its eigendecompositions.
+ALL_OPTIMIZERS = (
+    "sgd",
+    "adam",
+    "kfac",
+    "shampoo",
+    "shampoo:root_method=coupled_newton",
+    "tnt",
+    "kbfgs",
+    "kbfgs_l",
+    "tengrad",
+)
 SCHEDULES = {"paper": None, "every-step": (1, 1)}
 
 log = logging.getLogger(__name__)
@@ -46,6 +61,8 @@ class BenchSettings:
 class BenchResult:
     settings: BenchSettings
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # per problem: each optimizer's MACs, achieved GFLOP/s and x floor by phase (floors.py)
+    floors: dict[str, pd.DataFrame] = field(default_factory=dict)
     schedules: dict[str, tuple[int, int]] = field(default_factory=dict)
     overhead: Overhead | None = None
     environment: dict[str, object] = field(default_factory=dict)
@@ -53,23 +70,48 @@ class BenchResult:
 
 def measure_problem(
     problem: BenchProblem, settings: BenchSettings, schedule: tuple[int, int] | None
-) -> pd.DataFrame:
-    """One row per optimizer (BASELINE first): the interleaved, schedule-weighted timings;
-    `schedule` None: each optimizer's paper schedule on the problem (paper_schedule)."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per optimizer (BASELINE first) of the interleaved, schedule-weighted timings
+    with the floor ratios, and of the per-phase MACs, GFLOP/s and x floor; `schedule` None:
+    each optimizer's paper schedule on the problem (paper_schedule)."""
     names = [BASELINE, *(name for name in settings.optimizers if name != BASELINE)]
     contenders = []
     for name in names:
-        own = schedule or paper_schedule(problem, name)
-        built = build(problem, name, own, settings.device, settings.optimizer_settings)
+        base, variant = split_variant(name)
+        own = schedule or paper_schedule(problem, base)
+        built = build(problem, base, own, settings.device, settings.optimizer_settings + variant)
         epoch = built.batches.epoch(0)
         batches = [epoch.batch(index) for index in range(built.batches.steps_per_epoch)]
         contenders.append(Contender(name, built, batches))
+    shapes = problem_shapes(contenders[0])
     for contender in contenders:
         contender.warm_up(settings.warmup_steps)
     for _ in range(settings.rounds or problem.rounds):
         for contender in contenders:
             contender.run_round()
-    return results_table(contenders, keep_baseline=BASELINE in settings.optimizers)
+    keep = BASELINE in settings.optimizers
+    macs = {
+        contender.name: step_macs(contender.built.optimizer, shapes) for contender in contenders
+    }
+    return results_table(contenders, macs, keep), floors_table(contenders, macs, keep)
+
+
+def problem_shapes(contender: Contender) -> dict[str, LayerShape]:
+    """The layer shapes of the problem's model on its first batch (in eval mode, so that no
+    BatchNorm statistics move; the shapes are those of training)."""
+    model = contender.built.model
+    model.eval()
+    try:
+        return layer_shapes(model, contender.batches[0][0])
+    finally:
+        model.train()
+
+
+def split_variant(name: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """("shampoo", (("root_method", "coupled_newton"),)) of "shampoo:root_method=coupled_newton";
+    (name, ()) of a plain name."""
+    base, *settings = name.split(":")
+    return base, tuple(key_value(setting) for setting in settings)
 
 
 def paired_ratio(contender: Contender, baseline: Contender) -> float:
@@ -82,9 +124,20 @@ def paired_ratio(contender: Contender, baseline: Contender) -> float:
     return statistics.median(ratios)
 
 
-def results_table(contenders: list[Contender], keep_baseline: bool = True) -> pd.DataFrame:
+def total_macs(macs: dict[str, float] | None) -> float:
+    return math.nan if macs is None else sum(macs.values())
+
+
+def results_table(
+    contenders: list[Contender],
+    macs: dict[str, dict[str, float] | None],
+    keep_baseline: bool = True,
+) -> pd.DataFrame:
+    """Timings, ratio to SGD-m, the floor's ratio to SGD-m's MACs and the time over the floor
+    (the ratio to SGD-m over the floor's: floors.py), phases, kinds of steps and memory."""
     baseline = contenders[0]
     assert baseline.name == BASELINE
+    baseline_macs = total_macs(macs[BASELINE])
     rows = []
     for contender in contenders:
         if contender is baseline and not keep_baseline:
@@ -101,13 +154,44 @@ def results_table(contenders: list[Contender], keep_baseline: bool = True) -> pd
             "ms/step": 1e3 * contender.median_s,
             f"x {BASELINE}": paired_ratio(contender, baseline),
             "spread %": 100.0 * contender.spread,
+            f"floor x {BASELINE}": total_macs(macs[contender.name]) / baseline_macs,
         }
+        row["x floor"] = row[f"x {BASELINE}"] / row[f"floor x {BASELINE}"]
         for phase, seconds in contender.phase_means_s().items():
             row[f"{phase} ms"] = 1e3 * seconds
         for kind in ("refresh", "statistics", "plain"):
             row[f"{kind} step ms"] = 1e3 * kinds[kind] if kind in kinds else float("nan")
         row["state MB"] = contender.state_bytes / 2**20
         row["peak MB"] = contender.peak_bytes / 2**20
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def floors_table(
+    contenders: list[Contender],
+    macs: dict[str, dict[str, float] | None],
+    keep_baseline: bool = True,
+) -> pd.DataFrame:
+    """Per optimizer and counted phase: GMAC per step, the achieved GFLOP/s (2 * MACs over
+    the phase's measured seconds per step) and x floor (those seconds over the MACs' time at
+    SGD-m's rate, SGD-m's MACs per second of its whole step)."""
+    baseline = contenders[0]
+    rate = total_macs(macs[BASELINE]) / baseline.median_s
+    rows = []
+    for contender in contenders:
+        if contender is baseline and not keep_baseline:
+            continue
+        counted = macs[contender.name]
+        seconds = contender.phase_means_s()
+        row: dict[str, object] = {"optimizer": contender.name}
+        for phase in COUNTED_PHASES:
+            phase_macs = math.nan if counted is None else counted[phase]
+            has_work = phase_macs > 0 and seconds[phase] > 0
+            row[f"{phase} GMAC"] = phase_macs / 1e9
+            row[f"{phase} GFLOP/s"] = (
+                2 * phase_macs / seconds[phase] / 1e9 if has_work else math.nan
+            )
+            row[f"{phase} x floor"] = seconds[phase] * rate / phase_macs if has_work else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -127,7 +211,9 @@ def benchmark(settings: BenchSettings) -> BenchResult:
         )
         start = time.perf_counter()
         torch.manual_seed(0)
-        result.tables[problem.name] = measure_problem(problem, settings, settings.schedule)
+        result.tables[problem.name], result.floors[problem.name] = measure_problem(
+            problem, settings, settings.schedule
+        )
         result.schedules[problem.name] = schedule
         log.info(
             "benchmark problem %s done in %.1f s (%s)",
@@ -182,7 +268,8 @@ def main(argv: list[str] | None = None) -> None:
         "--optimizers",
         type=names,
         default=defaults.optimizers,
-        help=f"comma-separated names of conf/optimizer/: {', '.join(optimizer_names())} "
+        help=f"comma-separated names of conf/optimizer/: {', '.join(optimizer_names())}, or "
+        "variants <name>:<key>=<value>[:<key>=<value>...] "
         f"(default: {','.join(defaults.optimizers)}; SGD-m is always measured, as the baseline "
         "of the ratios)",
     )
@@ -215,7 +302,10 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown problem(s) {', '.join(unknown)}; choose from {', '.join(PROBLEMS)}")
     accepted = optimizer_names()
-    unknown = [name for name in args.optimizers if name not in accepted]
+    try:
+        unknown = [name for name in args.optimizers if split_variant(name)[0] not in accepted]
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"--optimizers: {error}")
     if unknown:
         choices = ", ".join(accepted)
         parser.error(f"unknown optimizer(s) {', '.join(unknown)}; choose from {choices}")
@@ -248,6 +338,11 @@ def main(argv: list[str] | None = None) -> None:
         [table.assign(problem=name) for name, table in result.tables.items()], ignore_index=True
     )
     csv.to_csv(args.out / "bench.csv", index=False)
+    floors = pd.concat(
+        [table.assign(problem=name) for name, table in result.floors.items()], ignore_index=True
+    )
+    floors.to_csv(args.out / "floors.csv", index=False)
     phases_figure(result, TIMED_PHASES).savefig(args.out / "phases.png", dpi=120)
     print(text)
-    print(f"written: {args.out / 'bench.md'}, {args.out / 'bench.csv'}, {args.out / 'phases.png'}")
+    written = ", ".join(str(args.out / name) for name in ("bench.md", "bench.csv", "floors.csv"))
+    print(f"written: {written}, {args.out / 'phases.png'}")

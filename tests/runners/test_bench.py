@@ -114,6 +114,19 @@ def test_the_benchmark_table_has_ratios_phases_and_memory() -> None:
     assert (table["forward_backward ms"] > 0).all()
     assert result.overhead is not None and result.overhead.bare_s > 0
     assert result.schedules["tiny_ae"] == (2, 4)
+    # the floors (runners.bench.floors; their counts: tests/runners/test_floors.py)
+    assert table.loc[table["optimizer"] == "sgd", "floor x sgd"].item() == 1.0
+    assert (curvature["floor x sgd"] > 1).all()
+    assert table["x floor"].to_numpy() == pytest.approx(
+        (table["x sgd"] / table["floor x sgd"]).to_numpy()
+    )
+    floors = result.floors["tiny_ae"]
+    assert list(floors["optimizer"]) == list(ALL_OPTIMIZERS)
+    assert (floors["forward_backward GFLOP/s"] > 0).all()
+    assert (floors["forward_backward x floor"] > 0).all()
+    curvature_floors = floors[~floors["optimizer"].isin(["sgd", "adam"])]
+    assert (curvature_floors["preconditioning GFLOP/s"] > 0).all()
+    assert floors.loc[floors["optimizer"] == "sgd", "statistics GFLOP/s"].isna().all()
 
 
 def test_the_command_line_writes_the_page_the_csv_and_the_figure(
@@ -133,6 +146,11 @@ def test_the_command_line_writes_the_page_the_csv_and_the_figure(
     assert (tmp_path / "phases.png").stat().st_size > 0
     csv = pd.read_csv(tmp_path / "bench.csv")
     assert list(csv["optimizer"]) == ["sgd", "diagonal"]
+    assert "Floors (tiny_ae)" in out and "GFLOP/s" in out
+    # the example method has no counting rule: no floor, said as NaN rather than a guess
+    assert csv.loc[csv["optimizer"] == "diagonal", "x floor"].isna().all()
+    floors = pd.read_csv(tmp_path / "floors.csv")
+    assert floors.loc[floors["optimizer"] == "diagonal", "statistics GMAC"].isna().all()
     assert (tmp_path / "bench.md").read_text() in out
 
 
@@ -187,3 +205,23 @@ def test_the_paper_schedule_runs_kbfgs_every_step_and_the_others_on_the_problems
         assert paper_schedule(problem, "kfac") == problem.schedule
     assert PROBLEMS["mnist_ae"].schedule == (1, 20)
     assert PROBLEMS["resnet32"].schedule == (10, 100)
+
+
+def test_a_variant_is_its_optimizer_with_the_settings_after_the_colons() -> None:
+    from runners.bench.run import split_variant
+
+    assert split_variant("kfac") == ("kfac", ())
+    base, variant = split_variant("shampoo:root_method=coupled_newton:eps=0.01")
+    assert (base, variant) == ("shampoo", (("root_method", "coupled_newton"), ("eps", "0.01")))
+    shampoo = build(TINY, base, (2, 4), "cpu", variant).optimizer
+    assert shampoo.root_method.value == "coupled_newton"  # type: ignore[attr-defined]
+    assert shampoo.param_groups[0]["eps"] == 0.01
+
+
+def test_a_malformed_variant_is_refused_before_anything_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--optimizers", "shampoo:root_method", "--out", "unused"])
+    assert stopped.value.code == 2
+    assert "--optimizers: 'root_method': expected KEY=VALUE" in capsys.readouterr().err
