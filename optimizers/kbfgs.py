@@ -14,8 +14,9 @@ l.243):
        warm start: the warm start's average is step 0's A);  A_lm = A + sqrt(lambda)*I
     3. at the first iteration H_a = A_lm^-1 (Cholesky); H_g = I
     4. D = H_g M H_a  (M the momentum buffer as [m_W | m_b]);  W <- (1 - lr*wd)*W - lr*D
-    5. a second forward/backward pass on the SAME mini-batch at the new weights (the step's
-       closure called again, true labels), and per layer:
+    5. a second pass on the SAME mini-batch at the new weights (true labels): the forward
+       pass and a backward pass to the layer outputs only, no weight gradients (the pairs need
+       dLoss/ds alone; StepClosure.forward), and per layer:
          s_g = mean_n s_n(new) - mean_n s_n(old),  y_g = mean_n g_n(new) - mean_n g_n(old)
              with s the pre-activations and g_n = N * dLoss/ds_n;
          (s_g, y_g) <- pair_decay * (s_g, y_g)_avg + (1 - pair_decay) * (s_g, y_g), the
@@ -262,11 +263,9 @@ class KBFGS(CurvatureOptimizer):
         if not refreshed:
             return
         buffers = [buffer.clone() for buffer in self.model.buffers()]
-        params = [p for group in self.param_groups for p in group["params"]]
-        gradients = [None if p.grad is None else p.grad.clone() for p in params]
         try:
             with phase("statistics"):
-                self.capture.record_step(closure, sampled=False, method="K-BFGS")
+                self._second_pass(closure)
                 new_means = {layer.weight: _layer_means(layer) for layer in self.layers}
         except NonFiniteLoss:  # the step diverged: no pair; the next step reports it
             self.state[SCHEDULE]["skipped_updates"] += len(self.layers)
@@ -276,8 +275,6 @@ class KBFGS(CurvatureOptimizer):
             with torch.no_grad():
                 for buffer, saved in zip(self.model.buffers(), buffers, strict=True):
                     buffer.copy_(saved)
-            for p, gradient in zip(params, gradients, strict=True):
-                p.grad = gradient
         groups = self._group_of()
         with torch.no_grad(), phase("inversion"):
             for layer in self.layers:
@@ -306,6 +303,29 @@ class KBFGS(CurvatureOptimizer):
                 self._bfgs_or_skip(state, ACTIVATION_INVERSE, s_a, y_a, mean_activation)
 
     # ------------------------------------------------------------------ helpers
+    def _second_pass(self, closure: Callable[[], Tensor]) -> None:
+        """The mini-batch at the new weights, recorded: its forward pass, then the backward
+        pass to the layer outputs only (the pairs need mean_n g_n, not weight gradients: a
+        third less work than a full backward, and `.grad` keeps the step's gradient). A plain
+        closure without `forward()` runs its full pass instead, its `.grad` put back after."""
+        forward = getattr(closure, "forward", None)
+        if forward is None:
+            params = [p for group in self.param_groups for p in group["params"]]
+            gradients = [None if p.grad is None else p.grad.clone() for p in params]
+            try:
+                self.capture.record_step(closure, sampled=False, method="K-BFGS")
+            finally:
+                for p, gradient in zip(params, gradients, strict=True):
+                    p.grad = gradient
+            return
+        with self.capture.recording():
+            loss = forward()
+        if not bool(torch.isfinite(loss)):
+            raise NonFiniteLoss(loss.detach())
+        with phase("forward_backward"):  # the second pass's backward, as its forward
+            self.capture.backward_to_outputs(loss)
+        self.capture.check_complete()
+
     def _apply_gradient_inverse(
         self,
         state: dict[str, Any],

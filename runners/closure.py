@@ -12,8 +12,12 @@ curvature-aware methods need, so they need no other hook into the runner:
                           so that a second backward pass can follow (the sampled Fisher)
     sampled_loss()        the loss at targets drawn from the model's predictive distribution,
                           on the latest outputs: backpropagate it for sampled-Fisher statistics
-    calls                 how many times the closure ran this step. Calling it again evaluates
-                          the same mini-batch at the current weights (K-BFGS's second pass).
+    forward()             the forward pass and loss alone, with its graph, no backward pass and
+                          `.grad` untouched: for a pass that needs only the gradients of the
+                          layer outputs (K-BFGS's second pass backpropagates to them alone)
+    calls                 how many times the mini-batch was evaluated this step (the closure or
+                          forward()). Calling either again evaluates the same mini-batch at the
+                          current weights (K-BFGS's second pass).
 """
 
 from __future__ import annotations
@@ -39,12 +43,18 @@ class StepClosure:
     def __call__(self) -> Tensor:
         with phase("forward_backward"), torch.enable_grad():
             self.model.zero_grad(set_to_none=True)
+            loss = self.forward()
+            loss.backward(retain_graph=self.retain_graph)
+        return loss.detach()
+
+    def forward(self) -> Tensor:
+        """The true-label loss at the current weights, with its graph (no backward pass)."""
+        with phase("forward_backward"), torch.enable_grad():
             outputs = self.model(self.inputs)
             loss = self.likelihood.loss(outputs, self.targets)
-            loss.backward(retain_graph=self.retain_graph)
         self.outputs, self.loss = outputs, loss
         self.calls += 1
-        return loss.detach()
+        return loss
 
     def sampled_loss(self) -> Tensor:
         """Mean loss at targets sampled from the model, on the latest outputs (call the closure

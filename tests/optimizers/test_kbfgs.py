@@ -144,10 +144,10 @@ class RecordingClosure(StepClosure):
         self.seen_inputs: list[Tensor] = []
         self.seen_weights: list[list[Tensor]] = []
 
-    def __call__(self) -> Tensor:
+    def forward(self) -> Tensor:  # the closure's own pass and the second pass both run it
         self.seen_inputs.append(self.inputs.clone())
         self.seen_weights.append([p.detach().clone() for p in self.model.parameters()])
-        return super().__call__()
+        return super().forward()
 
 
 def test_the_second_pass_evaluates_the_same_batch_at_the_new_weights() -> None:
@@ -309,3 +309,20 @@ def test_the_interval_variant_refreshes_on_its_schedule_only() -> None:
         optimizer.step(closure)
         calls.append(closure.calls)
     assert calls == [2, 2, 2, 2, 1, 1, 2]
+
+
+def test_the_second_pass_computes_no_weight_gradient_and_keeps_the_steps() -> None:
+    """The pairs need the output gradients alone: the second pass backpropagates to the layer
+    outputs, so each weight's gradient is computed once per step (the step's own pass)."""
+    model = tiny_mlp()
+    optimizer = kbfgs(model, lr=0.1)
+    computed: dict[int, list[Tensor]] = {id(p): [] for p in model.parameters()}
+    for p in model.parameters():
+        p.register_hook(computed[id(p)].append)
+    x, y = tiny_batches(1)[0]
+    closure = closure_for(model, (x, y))
+    optimizer.step(closure)
+    assert closure.calls == 2
+    for p in model.parameters():
+        (gradient,) = computed[id(p)]  # once: the step's own backward pass
+        assert torch.equal(p.grad, gradient)
