@@ -83,6 +83,7 @@ IDENTITY_NEUTRAL_DEFAULTS: dict[str, object] = {
     "dataset.validation_size": 0,
     "dataset.split_seed": 0,
     "trainer.evaluate_test": True,
+    "trainer.precision": "float32",  # no autocast (runners.closure): the exact arithmetic
     "tuning": None,  # a node: every value null, not a tuning run (runners.tune)
 }
 

@@ -18,9 +18,24 @@ curvature-aware methods need, so they need no other hook into the runner:
     calls                 how many times the mini-batch was evaluated this step (the closure or
                           forward()). Calling either again evaluates the same mini-batch at the
                           current weights (K-BFGS's second pass).
+    autocast              None (the default): everything in the parameters' precision; a
+                          dtype (torch.bfloat16, trainer.precision=bfloat16): every call's
+                          forward pass and loss, and sampled_loss(), run under
+                          torch.autocast to that dtype on the inputs' device type
+
+Under autocast the matmuls and convolutions run in bfloat16 and the ops on autocast's float32
+list (cross-entropy, log-softmax, binary cross-entropy with logits; on CUDA also pow and sum)
+in float32, so every likelihood's loss is float32 (the Gaussian's through its float32
+targets on CPU); the backward pass runs outside autocast, as PyTorch
+recommends, so the gradients of float32 parameters are float32. `outputs` are then the
+forward pass's bfloat16 outputs: sampled_loss() draws its labels from them read in float32
+and computes its loss on them under the same autocast. The curvature capture casts what it
+records to the weights' precision (optimizers.curvature.layers), so statistics are float32.
 """
 
 from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import Tensor, nn
@@ -29,12 +44,30 @@ from models.likelihoods import Likelihood
 from optimizers.phases import phase
 
 
+def forward_autocast(
+    device: torch.device, dtype: torch.dtype | None
+) -> AbstractContextManager[object]:
+    """torch.autocast to `dtype` on `device`'s type, or no context at all when `dtype` is None
+    (so the default path is exactly the code without autocast)."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 class StepClosure:
-    def __init__(self, model: nn.Module, likelihood: Likelihood, inputs: Tensor, targets: Tensor):
+    def __init__(
+        self,
+        model: nn.Module,
+        likelihood: Likelihood,
+        inputs: Tensor,
+        targets: Tensor,
+        autocast: torch.dtype | None = None,
+    ):
         self.model = model
         self.likelihood = likelihood
         self.inputs = inputs
         self.targets = targets
+        self.autocast = autocast
         self.retain_graph = False
         self.outputs: Tensor | None = None
         self.loss: Tensor | None = None
@@ -44,12 +77,12 @@ class StepClosure:
         with phase("forward_backward"), torch.enable_grad():
             self.model.zero_grad(set_to_none=True)
             loss = self.forward()
-            loss.backward(retain_graph=self.retain_graph)
+            loss.backward(retain_graph=self.retain_graph)  # outside autocast, as PyTorch advises
         return loss.detach()
 
     def forward(self) -> Tensor:
         """The true-label loss at the current weights, with its graph (no backward pass)."""
-        with phase("forward_backward"), torch.enable_grad():
+        with phase("forward_backward"), torch.enable_grad(), self._autocast():
             outputs = self.model(self.inputs)
             loss = self.likelihood.loss(outputs, self.targets)
         self.outputs, self.loss = outputs, loss
@@ -58,7 +91,19 @@ class StepClosure:
 
     def sampled_loss(self) -> Tensor:
         """Mean loss at targets sampled from the model, on the latest outputs (call the closure
-        with `retain_graph = True` first, then backpropagate this)."""
+        with `retain_graph = True` first, then backpropagate this). Under the closure's
+        autocast, as the true-label loss is, so that both losses are the same arithmetic."""
         if self.outputs is None:
             raise RuntimeError("sampled_loss() needs a forward pass: call the closure first")
-        return self.likelihood.loss(self.outputs, self.likelihood.sample(self.outputs))
+        outputs = self.outputs
+        # Under autocast the labels are drawn from the bfloat16 outputs read in float32: draws
+        # in bfloat16 would be rounded, and bfloat16 Gaussian labels would make the loss
+        # bfloat16 on CPU (autocast keeps pow and sum in float32 on CUDA only).
+        labels = self.likelihood.sample(
+            outputs if self.autocast is None else outputs.detach().float()
+        )
+        with self._autocast():
+            return self.likelihood.loss(outputs, labels)
+
+    def _autocast(self) -> AbstractContextManager[object]:
+        return forward_autocast(self.inputs.device, self.autocast)

@@ -28,6 +28,7 @@ __all__ = [
     "DatasetConfig",
     "LikelihoodName",
     "NormalizationConfig",
+    "Precision",
     "Task",
     "TrainerConfig",
 ]
@@ -39,6 +40,13 @@ class LRSchedule(str, Enum):
     constant = "constant"
     step = "step"  # multiply by lr_decay_factor at each epoch in lr_decay_epochs
     cosine = "cosine"  # cosine annealing to 0 over max_epochs
+
+
+class Precision(str, Enum):
+    """The arithmetic of each step's forward pass and loss (runners.closure.autocast)."""
+
+    float32 = "float32"  # everything in the parameters' precision (exact; the default)
+    bfloat16 = "bfloat16"  # forward and loss under torch.autocast(dtype=torch.bfloat16)
 
 
 class WandbMode(str, Enum):
@@ -72,6 +80,11 @@ class TrainerConfig:
     warm_start_batches: int | None = None
     # false: no evaluation on the test split (tuning trials, runners.tune: never seen there)
     evaluate_test: bool = True
+    # bfloat16: the forward pass and loss of every training step, second passes, warm start
+    # and evaluation run under bfloat16 autocast; weights, gradients, curvature statistics,
+    # inverses and updates stay float32 (README, "A single run"). Not the optimizers'
+    # matmul_precision, which rounds the operands of their curvature products.
+    precision: Precision = Precision.float32
     force: bool = False  # rerun a run whose record says completed or diverged
     # How the process behaves, not what it computes (neither is part of a run's identity):
     # a progress bar on stderr; null shows it when stderr is a terminal, so logs stay clean.

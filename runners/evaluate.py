@@ -4,7 +4,12 @@ training (runners.clock).
 
 `batch_statistics=True` evaluates with BatchNorm normalising each evaluation batch with its
 own statistics (training-mode BatchNorm) and leaves the running statistics as they were: the
-trainer's evaluation at step 0, when those statistics are still their initial values."""
+trainer's evaluation at step 0, when those statistics are still their initial values.
+
+`autocast=torch.bfloat16` (trainer.precision=bfloat16) runs each batch's forward pass and loss
+under the same autocast as the training steps (runners.closure), so that train and test
+metrics are of the same model arithmetic; the losses are summed in float64 and reported as
+Python floats either way."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from torch import nn
 
 from models.likelihoods import Likelihood
 from runners.build import EvalSet
+from runners.closure import forward_autocast
 
 
 def has_batch_norm(model: nn.Module) -> bool:
@@ -45,6 +51,7 @@ def evaluate(
     data: EvalSet,
     batch_size: int,
     batch_statistics: bool = False,
+    autocast: torch.dtype | None = None,
 ) -> dict[str, float]:
     """Mean loss over the split (each batch's mean weighted by its size), and accuracy when the
     likelihood has classes."""
@@ -58,8 +65,10 @@ def evaluate(
         for start in range(0, total, batch_size):
             inputs = data.inputs[start : start + batch_size]
             targets = data.targets[start : start + batch_size]
-            outputs = model(inputs)
-            loss_sum += likelihood.loss(outputs, targets).double() * inputs.shape[0]
+            with forward_autocast(data.inputs.device, autocast):
+                outputs = model(inputs)
+                loss = likelihood.loss(outputs, targets)
+            loss_sum += loss.double() * inputs.shape[0]
             correct = likelihood.correct(outputs, targets)
             if correct is not None:
                 has_classes = True

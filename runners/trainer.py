@@ -30,6 +30,10 @@ A non-finite training loss ends the run with status `diverged`: recorded, closed
 error, so a sweep goes on. A stop request (SIGTERM, Ctrl-C) between two steps saves a
 checkpoint at that step, records `interrupted` and raises RunInterrupted; the mini-batch
 order is a function of (seed, epoch), so the rerun continues inside the epoch.
+
+`trainer.precision=bfloat16` runs the forward pass and loss of every step's closure (the
+warm start's too) and of every evaluation under bfloat16 autocast (runners.closure), so that
+training and evaluation metrics come from the same model arithmetic.
 """
 
 from __future__ import annotations
@@ -70,17 +74,23 @@ from contract.records import (
     phase_metric,
 )
 from optimizers.phases import PHASES, phase
-from runners.build import BuiltRun
+from runners.build import BuiltRun, EvalSet
 from runners.checkpoint import random_states, restore_random_states, save_checkpoint
 from runners.clock import StepClock, timed_outside_training
 from runners.closure import StepClosure
-from runners.config_schema import TrainerConfig
+from runners.config_schema import Precision, TrainerConfig
 from runners.evaluate import evaluate, has_batch_norm
 from runners.interrupts import RunInterrupted, StopRequest
 from runners.machine_load import load_1min, load_summary
 from runners.memory import optimizer_state_bytes, peak_memory_bytes, reset_peak_memory
 from runners.progress import ProgressBar
 from runners.records import RunRecords
+
+# trainer.precision -> the dtype of the forward pass's autocast (None: no autocast)
+AUTOCAST_DTYPES: dict[Precision, torch.dtype | None] = {
+    Precision.float32: None,
+    Precision.bfloat16: torch.bfloat16,
+}
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +150,7 @@ class Trainer:
         self.stop = stop or StopRequest()
         self.bar = bar or ProgressBar(False, "", None, 0)
         self.clock = StepClock(built.device)
+        self.autocast = AUTOCAST_DTYPES[Precision(cfg.precision)]
         self.progress = Progress()
         self.resumed = False
 
@@ -241,7 +252,7 @@ class Trainer:
                     if epoch is None:
                         epoch = batches.epoch(self.progress.epoch)
                     inputs, targets = epoch.batch(index)
-                closure = StepClosure(built.model, built.likelihood, inputs, targets)
+                closure = StepClosure(built.model, built.likelihood, inputs, targets, self.autocast)
                 loss = built.optimizer.step(closure)
             if loss is None:
                 raise TypeError(
@@ -287,7 +298,9 @@ class Trainer:
                     raise WarmStartInterrupted
                 inputs, targets = epoch.batch(index % batches.steps_per_epoch)
                 used += 1
-                yield StepClosure(self.built.model, self.built.likelihood, inputs, targets)
+                yield StepClosure(
+                    self.built.model, self.built.likelihood, inputs, targets, self.autocast
+                )
 
         model = self.built.model
         before = {name: value.clone() for name, value in model.state_dict().items()}
@@ -336,11 +349,15 @@ class Trainer:
         self.bar.phase("evaluation")
         with timed_outside_training(built.device, totals, "eval_s"):
             batch = self.cfg.eval_batch_size
-            train = evaluate(
-                built.model, built.likelihood, built.train_eval, batch, batch_statistics
-            )
+
+            def evaluate_on(split: EvalSet) -> dict[str, float]:
+                return evaluate(
+                    built.model, built.likelihood, split, batch, batch_statistics, self.autocast
+                )
+
+            train = evaluate_on(built.train_eval)
             held_out = {
-                prefix: evaluate(built.model, built.likelihood, split, batch, batch_statistics)
+                prefix: evaluate_on(split)
                 for prefix, split in (("valid", built.valid_eval), ("test", built.test_eval))
                 if split is not None
             }

@@ -9,6 +9,12 @@ the unfolded input patch a_t):
                          gradient of example n's own loss, shape (N, T, d_out)
     pre_activations()    s, shape (N, T, d_out) (when the capture keeps outputs)
 
+All three are in the weight's dtype, whatever the recorded tensors' dtype: under bfloat16
+autocast (trainer.precision=bfloat16) a layer's input (every layer's but the first), output
+and output gradient are bfloat16, and every curvature statistic computed from them (KFAC's A
+and G, K-BFGS's A and means, TENGraD's Grams) must be computed and kept in float32 like the
+weights. With float32 records the cast is a no-op (no copy).
+
 Linear inputs of shape (N, ..., d_in) are read as N examples with prod(...) positions, like a
 convolution's spatial positions. The gradient of the weights and bias as one matrix
 [dW | db] of shape (d_out, d_in [+1]) is `as_matrix(weight_like, bias_like)`; `split_matrix`
@@ -89,15 +95,16 @@ class CapturedLayer:
         ones when the layer has a bias."""
         if self.inputs is None:
             raise RuntimeError(f"layer {self.name!r} has no recorded forward pass")
+        inputs = self._in_weight_dtype(self.inputs)
         if self.kind == LayerKind.conv2d:
             conv = self.module
             assert isinstance(conv, nn.Conv2d)
             padding = 0 if conv.padding == "valid" else conv.padding
             patches = F.unfold(
-                self.inputs, conv.kernel_size, conv.dilation, padding, conv.stride
+                inputs, conv.kernel_size, conv.dilation, padding, conv.stride
             ).transpose(1, 2)  # (N, T, C_in*kh*kw)
         else:
-            patches = self.inputs.reshape(self.inputs.shape[0], -1, self.inputs.shape[-1])
+            patches = inputs.reshape(inputs.shape[0], -1, inputs.shape[-1])
         if not self.has_bias:
             return patches
         ones = torch.ones(*patches.shape[:2], 1, dtype=patches.dtype, device=patches.device)
@@ -108,13 +115,20 @@ class CapturedLayer:
         mean over the batch)."""
         if self.output_grad is None:
             raise RuntimeError(f"layer {self.name!r} has no recorded backward pass")
-        return _positions_last(self.output_grad, self.kind) * self.batch_size
+        # cast before scaling by N, so that the product is not rounded to bfloat16
+        gradient = self._in_weight_dtype(self.output_grad)
+        return _positions_last(gradient, self.kind) * self.batch_size
 
     def pre_activations(self) -> Tensor:
         """s, (N, T, d_out), when the capture keeps outputs."""
         if self.outputs is None:
             raise RuntimeError(f"layer {self.name!r} kept no outputs (keep_outputs=False)")
-        return _positions_last(self.outputs, self.kind)
+        return _positions_last(self._in_weight_dtype(self.outputs), self.kind)
+
+    def _in_weight_dtype(self, tensor: Tensor) -> Tensor:
+        """`tensor` in the weight's dtype (itself when it already is): the bfloat16 records of
+        an autocast forward pass become float32 before any statistic is computed."""
+        return tensor.to(self.weight.dtype)
 
 
 def _positions_last(tensor: Tensor, kind: LayerKind) -> Tensor:

@@ -57,6 +57,15 @@ def test_misspelt_key(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+def test_unknown_precision_lists_the_choices(tmp_path: Path) -> None:
+    result = run_train(*QUICK, "trainer.precision=fp16", runs_dir=tmp_path / "runs")
+    assert result.returncode != 0
+    assert "Invalid value 'fp16', expected one of [float32, bfloat16]" in result.stderr
+    assert "full_key: trainer.precision" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_misspelt_optimizer_argument_added_with_plus(tmp_path: Path) -> None:
     result = run_train(*QUICK, "+optimizer.momentun=0.5", runs_dir=tmp_path / "runs")
     assert result.returncode == 2
