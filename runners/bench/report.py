@@ -47,6 +47,12 @@ def write_markdown(result: BenchResult, command: str, path: Path) -> str:
         "time its MACs take at SGD-m's own rate (runners.bench.floors).",
         "",
     ]
+    if result.settings.precision != "float32":
+        lines += [
+            f"trainer.precision={result.settings.precision}: every step's forward pass and loss "
+            "under autocast, statistics, inverses and updates in float32.",
+            "",
+        ]
     if result.settings.optimizer_settings:
         settings = ", ".join(f"{k}={v}" for k, v in result.settings.optimizer_settings)
         lines += [f"Optimizer settings, wherever an optimizer has them: {settings}.", ""]

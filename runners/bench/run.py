@@ -22,7 +22,9 @@ from runners.bench.problems import PROBLEMS, BenchProblem, build, optimizer_name
 from runners.bench.report import phases_figure, write_markdown
 from runners.bench.timing import TIMED_PHASES, Contender
 from runners.build import resolve_device
+from runners.config_schema import Precision
 from runners.environment import collect_environment, flush_denormals
+from runners.trainer import AUTOCAST_DTYPES
 
 # A name is conf/optimizer/<name>.yaml, or a variant of one, "<name>:<key>=<value>[:...]"
 # (settings of that optimizer, YAML values): Shampoo's matmul-only coupled Newton roots, the
@@ -53,6 +55,7 @@ class BenchSettings:
     device: str = "cpu"
     overhead: bool = True  # measure the harness overhead on the first problem
     overhead_rounds: int = 11
+    precision: str = "float32"  # trainer.precision of every step: float32 or bfloat16 autocast
     # (key, YAML value) set on every optimizer that has the key, e.g. matmul_precision
     optimizer_settings: tuple[tuple[str, str], ...] = ()
 
@@ -82,7 +85,8 @@ def measure_problem(
         built = build(problem, base, own, settings.device, settings.optimizer_settings + variant)
         epoch = built.batches.epoch(0)
         batches = [epoch.batch(index) for index in range(built.batches.steps_per_epoch)]
-        contenders.append(Contender(name, built, batches))
+        autocast = AUTOCAST_DTYPES[Precision(settings.precision)]
+        contenders.append(Contender(name, built, batches, autocast=autocast))
     shapes = problem_shapes(contenders[0])
     for contender in contenders:
         contender.warm_up(settings.warmup_steps)
@@ -295,6 +299,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar="KEY=VALUE",
         help="an optimizer setting for every optimizer that has it, e.g. matmul_precision=bfloat16",
     )
+    parser.add_argument(
+        "--precision",
+        choices=[precision.value for precision in Precision],
+        default=defaults.precision,
+        help="trainer.precision: the forward pass and loss under bfloat16 autocast, or not",
+    )
     parser.add_argument("--no-overhead", action="store_true", help="skip the harness overhead")
     parser.add_argument("--out", type=Path, default=Path("reports/bench"))
     args = parser.parse_args(argv)
@@ -328,6 +338,7 @@ def main(argv: list[str] | None = None) -> None:
         device=args.device,
         overhead=not args.no_overhead,
         optimizer_settings=tuple(args.optimizer_settings),
+        precision=args.precision,
     )
     result = benchmark(settings)
     given = sys.argv[1:] if argv is None else argv

@@ -82,6 +82,7 @@ class Contender:
     peak_bytes: int = 0
     samples_s: list[float] = field(default_factory=list)
     next_batch: int = 0
+    autocast: torch.dtype | None = None  # trainer.precision's autocast (runners.trainer)
 
     def __post_init__(self) -> None:
         self.kinds = step_kinds(self.built.optimizer)
@@ -95,7 +96,10 @@ class Contender:
         self.next_batch += 1
         clock = StepClock(self.built.device)
         with clock.step():
-            optimizer.step(StepClosure(self.built.model, self.built.likelihood, inputs, targets))
+            closure = StepClosure(
+                self.built.model, self.built.likelihood, inputs, targets, self.autocast
+            )
+            optimizer.step(closure)
         return clock
 
     def warm_up(self, steps: int) -> None:

@@ -225,3 +225,16 @@ def test_a_malformed_variant_is_refused_before_anything_runs(
         main(["--optimizers", "shampoo:root_method", "--out", "unused"])
     assert stopped.value.code == 2
     assert "--optimizers: 'root_method': expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_precision_bfloat16_times_steps_under_autocast() -> None:
+    built = build(TINY, "kfac", (2, 4), "cpu")
+    epoch = built.batches.epoch(0)
+    timed = Contender("kfac", built, [epoch.batch(0)], autocast=torch.bfloat16)
+    seen: list[torch.dtype] = []
+    linear = next(m for m in built.model.modules() if isinstance(m, torch.nn.Linear))
+    linear.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    timed.warm_up(1)
+    assert seen and set(seen) == {torch.bfloat16}
+    state = built.optimizer.state[linear.weight]
+    assert state["activation_factor"].dtype == torch.float32  # statistics stay float32
