@@ -16,6 +16,7 @@ Only the lower triangle of `matrix` is read (LAPACK's convention for Cholesky an
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -234,7 +235,9 @@ def _finite_per_matrix(stacked: Tensor) -> Tensor:
     return torch.isfinite(stacked).flatten(1).all(dim=1)
 
 
+GroupInput = tuple[Tensor, Tensor, float | None]  # (stacked, dampings, root) of a group
 GroupCompute = Callable[[Tensor, Tensor, float | None], tuple[Tensor, Tensor]]
+CallCompute = Callable[[list[GroupInput]], list[tuple[Tensor, Tensor]]]
 SingleCompute = Callable[[Tensor, float, float | None], Tensor]
 
 
@@ -242,20 +245,22 @@ def _batched(
     matrices: Sequence[Tensor],
     dampings: Sequence[Damping],
     roots: Sequence[float] | None,
-    compute_group: GroupCompute,
+    compute: CallCompute,
     single: SingleCompute,
 ) -> list[Outcome]:
-    """compute_group(stacked, dampings, root) -> (results (B, n, n), ok (B,) bool) per group;
-    one host read for the whole call; `single(matrix, damping, root)` for the failed ones."""
+    """compute([(stacked, dampings, root) per group]) -> [(results (B, n, n), ok (B,) bool)
+    per group]; one host read for the whole call; `single(matrix, damping, root)` for the
+    failed ones."""
+    groups = list(_groups(matrices, roots).items())
+    stacks: list[GroupInput] = []
+    for key, indices in groups:
+        stacked = torch.stack([matrices[index] for index in indices])
+        group_dampings = _damping_vector([dampings[index] for index in indices], stacked)
+        stacks.append((stacked, group_dampings, None if roots is None else key[-1]))
     outcomes: list[Outcome | None] = [None] * len(matrices)
     order: list[int] = []
     flags: list[Tensor] = []
-    for key, indices in _groups(matrices, roots).items():
-        stacked = torch.stack([matrices[index] for index in indices])
-        root = None if roots is None else key[-1]
-        results, ok = compute_group(
-            stacked, _damping_vector([dampings[i] for i in indices], stacked), root
-        )
+    for (_, indices), (results, ok) in zip(groups, compute(stacks), strict=True):
         for index, result in zip(indices, results.unbind(0), strict=True):
             outcomes[index] = result
         order += indices
@@ -267,6 +272,15 @@ def _batched(
                     single, matrices[index], dampings[index], roots, index
                 )
     return outcomes  # type: ignore[return-value]
+
+
+def _each(compute_group: GroupCompute) -> CallCompute:
+    """A per-group computation as a whole call's: the groups one after the other."""
+
+    def compute(stacks: list[GroupInput]) -> list[tuple[Tensor, Tensor]]:
+        return [compute_group(*stack) for stack in stacks]
+
+    return compute
 
 
 def _single_outcome(
@@ -311,36 +325,56 @@ def _inverse_root_group(
     return roots, _finite_per_matrix(roots)
 
 
-def _coupled_newton_group(
-    stacked: Tensor, dampings: Tensor, root: float | None
-) -> tuple[Tensor, Tensor]:
-    """_coupled_newton_once on a batch: every matrix runs the same iteration and stops on
-    its own (converged, rejected or 100 iterations) through masks, keeping its own X; one
-    host read per iteration (whether any matrix still iterates), not one per matrix."""
-    assert root is not None
-    p = int(root)
-    identity = torch.eye(stacked.shape[-1], dtype=stacked.dtype, device=stacked.device)
-    damped = _add_to_diagonals(stacked, dampings)
-    z = (1.0 + p) / (2.0 * torch.linalg.matrix_norm(damped))
-    m = damped * z[:, None, None]
-    x = identity * z.pow(1.0 / p)[:, None, None]
-    error = _max_abs_deviation(m, identity)
-    alpha = -1.0 / p
-    active = error > NEWTON_TOLERANCE
-    for _ in range(NEWTON_ITERATIONS):
-        if not bool(active.any()):
-            break
-        m_i = identity * (1.0 - alpha) + m * alpha
-        new_m = torch.linalg.matrix_power(m_i, p) @ m
-        new_x = x @ m_i
-        new_error = _max_abs_deviation(new_m, identity)
+@dataclass
+class _NewtonBatch:
+    """The coupled Newton iteration (_coupled_newton_once) on one group's (B, n, n) stack:
+    every matrix runs the same steps and stops on its own (converged, rejected or out of
+    iterations) through the mask `active`, keeping its own X."""
+
+    p: int
+    identity: Tensor
+    m: Tensor
+    x: Tensor
+    error: Tensor  # max|M - I| per matrix, (B,)
+    active: Tensor  # (B,) bool: still iterating
+
+    @classmethod
+    def start(cls, stacked: Tensor, dampings: Tensor, root: int) -> _NewtonBatch:
+        identity = torch.eye(stacked.shape[-1], dtype=stacked.dtype, device=stacked.device)
+        damped = _add_to_diagonals(stacked, dampings)
+        z = (1.0 + root) / (2.0 * torch.linalg.matrix_norm(damped))
+        m = damped * z[:, None, None]
+        x = identity * z.pow(1.0 / root)[:, None, None]
+        error = _max_abs_deviation(m, identity)
+        return cls(root, identity, m, x, error, error > NEWTON_TOLERANCE)
+
+    def iterate(self) -> None:
+        alpha = -1.0 / self.p
+        m_i = self.identity * (1.0 - alpha) + self.m * alpha
+        new_m = torch.linalg.matrix_power(m_i, self.p) @ self.m
+        new_x = self.x @ m_i
+        new_error = _max_abs_deviation(new_m, self.identity)
         # an active matrix whose error grew by 1.2x or more keeps the X before (rejected)
-        accepted = active & (new_error < error * NEWTON_ERROR_GROWTH)
-        x = torch.where(accepted[:, None, None], new_x, x)
-        m = torch.where(accepted[:, None, None], new_m, m)
-        error = torch.where(accepted, new_error, error)
-        active = accepted & (new_error > NEWTON_TOLERANCE)
-    return x, _finite_per_matrix(x)
+        accepted = self.active & (new_error < self.error * NEWTON_ERROR_GROWTH)
+        self.x = torch.where(accepted[:, None, None], new_x, self.x)
+        self.m = torch.where(accepted[:, None, None], new_m, self.m)
+        self.error = torch.where(accepted, new_error, self.error)
+        self.active = accepted & (new_error > NEWTON_TOLERANCE)
+
+
+def _coupled_newton_groups(stacks: list[GroupInput]) -> list[tuple[Tensor, Tensor]]:
+    """The groups' iterations in lockstep: one host read per iteration for all groups
+    together (which still have an active matrix), not one per group or per matrix."""
+    batches = [_NewtonBatch.start(stacked, d, int(root)) for stacked, d, root in stacks]  # type: ignore[arg-type]
+    running = batches
+    for _ in range(NEWTON_ITERATIONS):
+        flags = torch.stack([batch.active.any() for batch in running]).tolist()
+        running = [batch for batch, active in zip(running, flags, strict=True) if active]
+        if not running:
+            break
+        for batch in running:
+            batch.iterate()
+    return [(batch.x, _finite_per_matrix(batch.x)) for batch in batches]
 
 
 def _max_abs_deviation(stacked: Tensor, identity: Tensor) -> Tensor:
@@ -352,14 +386,16 @@ def damped_choleskys(matrices: Sequence[Tensor], dampings: Sequence[Damping]) ->
     """damped_cholesky of every matrix: L_i L_i^T = matrix_i + damping_i*I, one batched
     cholesky_ex per group and one host read for the call (section comment above)."""
     return _batched(
-        matrices, dampings, None, _cholesky_group, lambda m, d, _: damped_cholesky(m, d)
+        matrices, dampings, None, _each(_cholesky_group), lambda m, d, _: damped_cholesky(m, d)
     )
 
 
 def damped_inverses(matrices: Sequence[Tensor], dampings: Sequence[Damping]) -> list[Outcome]:
     """damped_inverse of every matrix: (matrix_i + damping_i*I)^-1 by Cholesky, one batched
     cholesky_ex and cholesky_inverse per group and one host read for the call."""
-    return _batched(matrices, dampings, None, _inverse_group, lambda m, d, _: damped_inverse(m, d))
+    return _batched(
+        matrices, dampings, None, _each(_inverse_group), lambda m, d, _: damped_inverse(m, d)
+    )
 
 
 def inverse_roots(
@@ -369,16 +405,18 @@ def inverse_roots(
     per (shape, dtype, device, root) group and one host read for the call."""
     _check_positive(dampings, "inverse_root")
     return _batched(
-        matrices, dampings, roots, _inverse_root_group, lambda m, d, r: inverse_root(m, r, d)
+        matrices, dampings, roots, _each(_inverse_root_group), lambda m, d, r: inverse_root(m, r, d)
     )
 
 
 def coupled_newton_inverse_roots(
     matrices: Sequence[Tensor], roots: Sequence[int], dampings: Sequence[float]
 ) -> list[Outcome]:
-    """coupled_newton_inverse_root of every matrix, the iteration batched per (shape, dtype,
-    device, root) group with per-matrix stopping (_coupled_newton_group): equal per matrix to
-    the unbatched iteration up to round-off; one host read per iteration and one for the
+    """coupled_newton_inverse_root of every matrix: the iteration batched per (shape, dtype,
+    device, root) group with per-matrix stopping (_NewtonBatch), the groups in lockstep
+    (_coupled_newton_groups); equal per matrix to the unbatched iteration up to round-off.
+    Host reads: one per iteration for all groups together (whether any matrix still
+    iterates, so the most iterations any matrix needs, plus one), and one for the
     finiteness of the call."""
     _check_positive(dampings, "coupled_newton_inverse_root")
     for root in roots:
@@ -388,7 +426,7 @@ def coupled_newton_inverse_roots(
     def single(matrix: Tensor, damping: float, root: float | None) -> Tensor:
         return coupled_newton_inverse_root(matrix, int(root), damping)  # type: ignore[arg-type]
 
-    return _batched(matrices, dampings, roots, _coupled_newton_group, single)
+    return _batched(matrices, dampings, roots, _coupled_newton_groups, single)
 
 
 def _check_positive(dampings: Sequence[float], name: str) -> None:

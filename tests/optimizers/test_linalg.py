@@ -251,3 +251,26 @@ def test_batched_calls_read_the_host_once(monkeypatch: pytest.MonkeyPatch) -> No
     linalg.inverse_roots(matrices, [2.0] * len(matrices), DAMPINGS)
     monkeypatch.undo()
     assert reads[0] == 2
+
+
+def test_batched_coupled_newton_reads_once_per_iteration_for_all_groups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The groups iterate in lockstep: the most iterations any matrix needs (the unbatched
+    one reads once more than it iterates), one more read that stops the loop, and one for
+    the finiteness of the call; not one per group or per matrix."""
+    matrices = mixed_matrices()
+    roots = [2] * len(matrices)
+    most = max(newton_iterations(m, 2, d) for m, d in zip(matrices, DAMPINGS, strict=True))
+    reads = [0]
+    for name in ("item", "__float__", "__int__", "__bool__", "__index__", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, __original=original, **kwargs):
+            reads[0] += 1
+            return __original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    linalg.coupled_newton_inverse_roots(matrices, roots, DAMPINGS)
+    monkeypatch.undo()
+    assert reads[0] == most + 1
