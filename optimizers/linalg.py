@@ -11,6 +11,12 @@ Pure functions, shared by every curvature method. Numerical safety (docs/optimiz
    weights.
 
 Only the lower triangle of `matrix` is read (LAPACK's convention for Cholesky and eigh).
+
+The batched versions (`damped_inverses`, `damped_choleskys`, `inverse_roots`,
+`coupled_newton_inverse_roots`) take every matrix of an optimizer's refresh at once: one
+batched kernel per (shape, dtype, device[, root]) group instead of a few per layer, and one
+host read (a GPU synchronisation) for the finiteness of the whole call instead of one or two
+per matrix. Steps 2 and 3 run, one matrix at a time, only for the matrices that failed.
 """
 
 from __future__ import annotations
