@@ -362,10 +362,12 @@ class KBFGS(CurvatureOptimizer):
         layers is read in one host read (the history's length is a host-side shape)."""
         if not pairs:
             return
-        accepted = torch.stack([flag for *_, flag in pairs]).tolist()
-        self.state[SCHEDULE]["skipped_updates"] += accepted.count(False)
-        if self.history == 0:
+        flags = torch.stack([flag for *_, flag in pairs])
+        if self.history == 0:  # no history to change: count on the device, no read
+            self._count_skipped((~flags).sum())
             return
+        accepted = flags.tolist()
+        self.state[SCHEDULE]["skipped_updates"] += accepted.count(False)
         for (state, s, y, _), remember in zip(pairs, accepted, strict=True):
             if not remember:
                 continue
