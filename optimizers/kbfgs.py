@@ -36,7 +36,10 @@ l.243):
 Skip rule (the authors' `get_BFGS_formula`, kbfgs_utils.py l.440-458, and the L-BFGS pair
 test, l.344-353): an update (or a pair) is skipped, and counted in `skipped_updates`, when
 s^T y <= 0, when s^T y <= min_curvature_ratio * (s^T s) * ||g_k|| (1e-4; g_k = mean_n g_n of
-the first pass for H_g, a_bar for H_a), or when the result is not finite.
+the first pass for H_g, a_bar for H_a), or when the result is not finite. The dampings and
+the BFGS skip tests run branch-free on the device (torch.where, optimizers.quasi_newton), so
+a step reads no value per layer on the host; K-BFGS(L) reads all layers' pair tests at once
+(one read per refresh: the history's length is a host-side shape).
 
 Schedule: with inverse_every = 1 (the default, and what the authors ran) steps 5 and 6 run
 on every iteration. `inverse_every: T2 > 1` is sobench's cheaper interval variant, not the
@@ -72,7 +75,7 @@ from optimizers.base import (
     parse_choice,
 )
 from optimizers.curvature import CapturedLayer, CurvatureCapture, LayerKind, layer_directions
-from optimizers.linalg import damped_inverse, damping_only
+from optimizers.linalg import damped_inverses, damping_only, outcome_value
 from optimizers.phases import phase
 from optimizers.precision import MatmulPrecision, matmul
 from optimizers.quasi_newton import (
@@ -199,7 +202,9 @@ class KBFGS(CurvatureOptimizer):
 
     @property
     def skipped_updates(self) -> int:
-        """BFGS updates of H_a or H_g, or L-BFGS pairs, skipped (the skip rule)."""
+        """BFGS updates of H_a or H_g, or L-BFGS pairs, skipped (the skip rule). The count is
+        kept on the device (a 0-dim tensor once a skip test ran: the tests add to it without
+        a host read); this property reads it."""
         return int(self.state[SCHEDULE]["skipped_updates"])
 
     # ------------------------------------------------------------------ the three phases
@@ -231,17 +236,25 @@ class KBFGS(CurvatureOptimizer):
         return loss
 
     def _update_inverses(self) -> None:
-        """At the first refresh only: H_a = A_lm^-1 (step 3). Later refreshes update H_a by
-        BFGS after the second pass, for the next step (`_after_update`)."""
+        """At the first refresh only: H_a = A_lm^-1 (step 3), every layer's in one batched
+        call (optimizers.linalg: one host read). Later refreshes update H_a by BFGS after the
+        second pass, for the next step (`_after_update`)."""
         groups = self._group_of()
-        for layer in self.layers:
-            state = self.state[layer.weight]
-            if ACTIVATION_INVERSE in state:
-                continue
+        states = [
+            (self.state[layer.weight], math.sqrt(groups[layer.weight]["damping"]))
+            for layer in self.layers
+            if ACTIVATION_INVERSE not in self.state[layer.weight]
+        ]
+        if not states:
+            return
+        outcomes = damped_inverses(
+            [state[ACTIVATION_FACTOR] for state, _ in states],
+            [root_damping for _, root_damping in states],
+        )
+        for (state, root_damping), outcome in zip(states, outcomes, strict=True):
             factor = state[ACTIVATION_FACTOR]
-            root_damping = math.sqrt(groups[layer.weight]["damping"])
             inverse = self._inverse_or_previous(
-                partial(damped_inverse, factor, root_damping),
+                partial(outcome_value, outcome),
                 None,
                 partial(damping_only, factor, root_damping),
             )
@@ -276,6 +289,7 @@ class KBFGS(CurvatureOptimizer):
                 for buffer, saved in zip(self.model.buffers(), buffers, strict=True):
                     buffer.copy_(saved)
         groups = self._group_of()
+        pairs = []  # K-BFGS(L)'s (state, s, y, accepted) of every layer, remembered together
         with torch.no_grad(), phase("inversion"):
             for layer in self.layers:
                 state = self.state[layer.weight]
@@ -295,12 +309,13 @@ class KBFGS(CurvatureOptimizer):
                     state.setdefault(GRADIENT_INVERSE, _identity_like(s))
                     self._bfgs_or_skip(state, GRADIENT_INVERSE, s, y, first_gradient)
                 else:
-                    self._remember_pair(state, s, y, first_gradient)
+                    pairs.append((state, s, y, self._pair_accepted(s, y, first_gradient)))
                 # H_a's Hessian-action update with this step's A_lm, for the next step
                 mean_activation = state[MEAN_ACTIVATION]
                 s_a = state[ACTIVATION_INVERSE] @ mean_activation
                 y_a = state[ACTIVATION_FACTOR] @ s_a + root_damping * s_a
                 self._bfgs_or_skip(state, ACTIVATION_INVERSE, s_a, y_a, mean_activation)
+            self._remember_pairs(pairs)
 
     # ------------------------------------------------------------------ helpers
     def _second_pass(self, closure: Callable[[], Tensor]) -> None:
@@ -346,25 +361,41 @@ class KBFGS(CurvatureOptimizer):
     def _bfgs_or_skip(
         self, state: dict[str, Any], key: str, s: Tensor, y: Tensor, gradient: Tensor
     ) -> None:
+        """H <- BFGS(H, s, y), or H kept and the skip counted, on the device (no host read)."""
         threshold = curvature_threshold(s, gradient, self.min_curvature_ratio)
-        updated = bfgs_update(state[key], s, y, threshold)
-        if updated is None:
-            self.state[SCHEDULE]["skipped_updates"] += 1
-        else:
-            state[key] = updated
+        state[key], skipped = bfgs_update(state[key], s, y, threshold)
+        self._count_skipped(skipped)
 
-    def _remember_pair(self, state: dict[str, Any], s: Tensor, y: Tensor, gradient: Tensor) -> None:
+    def _count_skipped(self, skipped: Tensor) -> None:
+        """skipped_updates += skipped, a device tensor from the first skip test on, so that
+        counting reads nothing on the host (the `skipped_updates` property reads it)."""
+        schedule = self.state[SCHEDULE]
+        schedule["skipped_updates"] = schedule["skipped_updates"] + skipped.to(torch.int64)
+
+    def _pair_accepted(self, s: Tensor, y: Tensor, gradient: Tensor) -> Tensor:
+        """The L-BFGS pair test (s^T y above the threshold, s finite), a 0-dim bool tensor."""
         threshold = curvature_threshold(s, gradient, self.min_curvature_ratio)
-        if not float(torch.dot(s, y)) > threshold or not bool(torch.isfinite(s).all()):
-            self.state[SCHEDULE]["skipped_updates"] += 1
+        return (torch.dot(s, y) > threshold) & torch.isfinite(s).all()
+
+    def _remember_pairs(self, pairs: list[tuple[dict[str, Any], Tensor, Tensor, Tensor]]) -> None:
+        """Every layer's accepted pair joins its last `history` pairs; the acceptance of all
+        layers is read in one host read (the history's length is a host-side shape)."""
+        if not pairs:
             return
-        if self.history == 0:
+        flags = torch.stack([flag for *_, flag in pairs])
+        if self.history == 0:  # no history to change: count on the device, no read
+            self._count_skipped((~flags).sum())
             return
-        if PAIRS_S in state:
-            state[PAIRS_S] = torch.cat([state[PAIRS_S], s[None]])[-self.history :]
-            state[PAIRS_Y] = torch.cat([state[PAIRS_Y], y[None]])[-self.history :]
-        else:
-            state[PAIRS_S], state[PAIRS_Y] = s[None].clone(), y[None].clone()
+        accepted = flags.tolist()
+        self.state[SCHEDULE]["skipped_updates"] += accepted.count(False)
+        for (state, s, y, _), remember in zip(pairs, accepted, strict=True):
+            if not remember:
+                continue
+            if PAIRS_S in state:
+                state[PAIRS_S] = torch.cat([state[PAIRS_S], s[None]])[-self.history :]
+                state[PAIRS_Y] = torch.cat([state[PAIRS_Y], y[None]])[-self.history :]
+            else:
+                state[PAIRS_S], state[PAIRS_Y] = s[None].clone(), y[None].clone()
 
     def _pair_average(self, state: dict[str, Any], key: str, estimate: Tensor) -> Tensor:
         """The running average of a pair's half, started at zero as the authors' (so equal to

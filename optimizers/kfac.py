@@ -42,7 +42,7 @@ from optimizers.base import (
     parse_choice,
 )
 from optimizers.curvature import CapturedLayer, CurvatureCapture, layer_directions
-from optimizers.linalg import damped_inverse, damping_only
+from optimizers.linalg import damped_inverses, damping_only, outcome_value
 from optimizers.precision import MatmulPrecision, matmul
 from optimizers.statistics import accumulate_gram_average
 
@@ -59,15 +59,18 @@ class DampingSplit(str, Enum):
     trace = "trace"  # pi = sqrt((tr A / dim A) / (tr G / dim G)) (Martens & Grosse, sec. 6.3)
 
 
-def damping_split(activation_factor: Tensor, gradient_factor: Tensor, split: DampingSplit) -> float:
-    """pi of the damping split."""
+def damping_split(
+    activation_factor: Tensor, gradient_factor: Tensor, split: DampingSplit
+) -> float | Tensor:
+    """pi of the damping split: 1.0, or for `trace` a 0-dim float64 tensor computed on the
+    factors' device (no host read per layer), 1 when a mean is not positive."""
     if split == DampingSplit.equal:
         return 1.0
-    a_mean = float(activation_factor.diagonal().mean())
-    g_mean = float(gradient_factor.diagonal().mean())
-    if a_mean <= 0.0 or g_mean <= 0.0:
-        return 1.0
-    return math.sqrt(a_mean / g_mean)
+    # float64, as the Python arithmetic on the means was before
+    a_mean = activation_factor.diagonal().mean().double()
+    g_mean = gradient_factor.diagonal().mean().double()
+    positive = (a_mean > 0.0) & (g_mean > 0.0)
+    return torch.where(positive, (a_mean / g_mean).sqrt(), torch.ones_like(a_mean))
 
 
 def kfac_direction(
@@ -82,11 +85,16 @@ def kfac_direction(
     )
 
 
-def kl_clip_factor(kl_clip: float, lr_squared_inner: float) -> float:
-    """nu = min(1, sqrt(kl_clip / sum(lr^2 * <D, g>))); 1 when the sum is not positive."""
-    if lr_squared_inner <= 0.0:
-        return 1.0
-    return min(1.0, math.sqrt(kl_clip / lr_squared_inner))
+def kl_clip_factor(kl_clip: float, lr_squared_inner: float | Tensor) -> float | Tensor:
+    """nu = min(1, sqrt(kl_clip / sum(lr^2 * <D, g>))); 1 when the sum is not positive. For
+    a tensor sum, a 0-dim tensor computed on its device (no host read)."""
+    if not isinstance(lr_squared_inner, Tensor):
+        if lr_squared_inner <= 0.0:
+            return 1.0
+        return min(1.0, math.sqrt(kl_clip / lr_squared_inner))
+    positive = lr_squared_inner > 0.0
+    ratio = kl_clip / torch.where(positive, lr_squared_inner, torch.ones_like(lr_squared_inner))
+    return torch.where(positive, ratio.sqrt().clamp(max=1.0), torch.ones_like(ratio))
 
 
 class KFAC(CurvatureOptimizer):
@@ -181,7 +189,10 @@ class KFAC(CurvatureOptimizer):
         return loss
 
     def _update_inverses(self) -> None:
+        """Every layer's A and G inverses in one batched call (optimizers.linalg: one kernel
+        per factor shape and one host read, instead of a few kernels and reads per layer)."""
         groups = self._group_of()
+        factors, dampings, targets = [], [], []
         for layer in self.layers:
             state = self.state[layer.weight]
             a_factor, g_factor = state[ACTIVATION_FACTOR], state[GRADIENT_FACTOR]
@@ -191,11 +202,18 @@ class KFAC(CurvatureOptimizer):
                 (a_factor, ACTIVATION_INVERSE, pi * root_damping),
                 (g_factor, GRADIENT_INVERSE, root_damping / pi),
             ):
-                state[inverse_key] = self._inverse_or_previous(
-                    partial(damped_inverse, factor, damping),
-                    state.get(inverse_key),
-                    partial(damping_only, factor, damping),
-                )
+                factors.append(factor)
+                dampings.append(damping)
+                targets.append((state, inverse_key))
+        outcomes = damped_inverses(factors, dampings)
+        for factor, damping, (state, key), outcome in zip(
+            factors, dampings, targets, outcomes, strict=True
+        ):
+            state[key] = self._inverse_or_previous(
+                partial(outcome_value, outcome),
+                state.get(key),
+                partial(damping_only, factor, damping),
+            )
 
     def _directions(
         self, momenta: dict[Tensor, Tensor], gradients: dict[Tensor, Tensor]
@@ -211,13 +229,17 @@ class KFAC(CurvatureOptimizer):
         return directions
 
     def _clip(self, directions: dict[Tensor, Tensor], gradients: dict[Tensor, Tensor]) -> None:
+        """D <- nu*D with nu computed on the device: no host read (D*1 = D when unclipped)."""
+        if not directions:
+            return
         groups = self._group_of()
-        inner = sum(
-            groups[p]["lr"] ** 2 * float(torch.dot(d.flatten(), gradients[p].flatten()))
-            for p, d in directions.items()
-        )
+        inner = torch.stack(
+            [
+                groups[p]["lr"] ** 2 * torch.dot(d.flatten(), gradients[p].flatten()).double()
+                for p, d in directions.items()
+            ]
+        ).sum()
         assert self.kl_clip is not None
         nu = kl_clip_factor(self.kl_clip, inner)
-        if nu < 1.0:
-            for p in directions:
-                directions[p] = directions[p] * nu
+        for p in directions:
+            directions[p] = directions[p] * nu

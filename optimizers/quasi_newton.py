@@ -32,23 +32,23 @@ from torch import Tensor
 
 
 def powell_damping(s: Tensor, y: Tensor, h_y: Tensor, mu1: float) -> Tensor:
-    """s after Powell's damping on H (h_y = H y): s^T y >= mu1 y^T H y afterwards."""
+    """s after Powell's damping on H (h_y = H y): s^T y >= mu1 y^T H y afterwards.
+
+    Branch-free (torch.where on the device): no host read for the test."""
     y_h_y = torch.dot(y, h_y)
     s_y = torch.dot(s, y)
-    if s_y >= mu1 * y_h_y:
-        return s
-    theta = (1.0 - mu1) * y_h_y / (y_h_y - s_y)
-    return theta * s + (1.0 - theta) * h_y
+    theta = (1.0 - mu1) * y_h_y / (y_h_y - s_y)  # not used (maybe 0/0) when undamped
+    return torch.where(s_y >= mu1 * y_h_y, s, theta * s + (1.0 - theta) * h_y)
 
 
 def levenberg_marquardt_damping(s: Tensor, y: Tensor, mu2: float) -> Tensor:
-    """y after Powell's damping with B = I: s^T y >= mu2 s^T s afterwards."""
+    """y after Powell's damping with B = I: s^T y >= mu2 s^T s afterwards.
+
+    Branch-free (torch.where on the device): no host read for the test."""
     s_s = torch.dot(s, s)
     s_y = torch.dot(s, y)
-    if s_y >= mu2 * s_s:
-        return y
-    theta = (1.0 - mu2) * s_s / (s_s - s_y)
-    return theta * y + (1.0 - theta) * s
+    theta = (1.0 - mu2) * s_s / (s_s - s_y)  # not used (maybe 0/0) when undamped
+    return torch.where(s_y >= mu2 * s_s, y, theta * y + (1.0 - theta) * s)
 
 
 def double_damping(
@@ -59,36 +59,48 @@ def double_damping(
     return s, levenberg_marquardt_damping(s, y, mu2)
 
 
-def curvature_threshold(s: Tensor, gradient: Tensor, ratio: float) -> float:
+def curvature_threshold(s: Tensor, gradient: Tensor, ratio: float) -> Tensor | float:
     """ratio * (s^T s) * ||g||: the K-BFGS code's bound below which s^T y is too small for
     an update (kbfgs_utils.py, `get_BFGS_formula`), g the layer's current gradient-like
-    vector (the mean output gradient for H_g, the mean activation for H_a)."""
+    vector (the mean output gradient for H_g, the mean activation for H_a).
+
+    A 0-dim float64 tensor on the device (the float64 arithmetic of the host values it
+    replaces, without their reads); 0.0 when ratio = 0."""
     if ratio == 0.0:
         return 0.0
-    return ratio * float(torch.dot(s, s)) * float(torch.linalg.vector_norm(gradient))
+    return ratio * torch.dot(s, s).double() * torch.linalg.vector_norm(gradient).double()
 
 
-def bfgs_update(inverse: Tensor, s: Tensor, y: Tensor, min_curvature: float = 0.0) -> Tensor | None:
-    """H <- (I - rho s y^T) H (I - rho y s^T) + rho s s^T, or None when s^T y <= 0, when
-    s^T y <= min_curvature (curvature_threshold), or when the result is not finite (the
-    caller skips the update and counts it).
+def curvature_accepted(s_y: Tensor, min_curvature: Tensor | float) -> Tensor:
+    """s^T y > max(min_curvature, 0), as a 0-dim bool tensor (no host read)."""
+    return (s_y > min_curvature) & (s_y > 0.0)
+
+
+def bfgs_update(
+    inverse: Tensor, s: Tensor, y: Tensor, min_curvature: Tensor | float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """(H <- (I - rho s y^T) H (I - rho y s^T) + rho s s^T, skipped): the update, or H itself
+    with skipped = True when s^T y <= 0, when s^T y <= min_curvature (curvature_threshold),
+    or when the result is not finite (the caller counts the skips). Branch-free: the choice
+    is torch.where on the device and `skipped` a 0-dim bool tensor, so no host read.
 
     Expanded, for a symmetric H and u = H y:
         H + rho^2 (s^T y + y^T u) s s^T - rho (u s^T + s u^T)
     with u s^T + (u s^T)^T formed as one matrix, so the result is exactly symmetric in
-    floating point whenever H is.
+    floating point whenever H is. The scalars are float64 (as the host values were).
     """
-    s_y = float(torch.dot(s, y))
-    if not s_y > max(min_curvature, 0.0):
-        return None
+    s_y_raw = torch.dot(s, y)
+    s_y = s_y_raw.double()
     rho = 1.0 / s_y
     u = inverse @ y
     cross = torch.outer(u, s)
     cross.add_(cross.mT.clone())
     square = torch.outer(s, s)
-    updated = inverse.add(square, alpha=rho * rho * (s_y + float(torch.dot(y, u))))
-    updated.sub_(cross, alpha=rho)
-    return updated if bool(torch.isfinite(updated).all()) else None
+    coefficient = rho * rho * (s_y + torch.dot(y, u).double())
+    updated = inverse + square * coefficient.to(inverse.dtype)
+    updated.sub_(cross * rho.to(inverse.dtype))
+    accepted = curvature_accepted(s_y_raw, min_curvature) & torch.isfinite(updated).all()
+    return torch.where(accepted, updated, inverse), ~accepted
 
 
 def lbfgs_apply(vectors: Tensor, s_history: Tensor, y_history: Tensor) -> Tensor:

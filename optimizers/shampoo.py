@@ -40,7 +40,12 @@ import torch
 from torch import Tensor
 
 from optimizers.base import CurvatureOptimizer, call_closure, parse_choice
-from optimizers.linalg import coupled_newton_inverse_root, damping_only, inverse_root
+from optimizers.linalg import (
+    coupled_newton_inverse_roots,
+    damping_only,
+    inverse_roots,
+    outcome_value,
+)
 from optimizers.precision import MatmulPrecision
 from optimizers.statistics import accumulate_gram
 from optimizers.tensor_modes import ConvReshape, mode_shape, precondition, unfolding
@@ -155,29 +160,45 @@ class Shampoo(CurvatureOptimizer):
         return loss
 
     def _update_inverses(self) -> None:
+        """Every root of every parameter in one batched call (optimizers.linalg: one eigh,
+        or one coupled Newton iteration, per (shape, root) group and one host read per call
+        or per iteration, instead of per factor)."""
+        entries = []  # (state, mode, factor, root, eps) of every preconditioned mode
+        states = []
         for group in self.param_groups:
             for p in group["params"]:
                 state = self.state.get(p, {})
                 if FACTORS not in state:
                     continue
+                states.append(state)
                 factors = state[FACTORS]
                 root = 2 * len(factors)
-                previous = state.get(PRECONDITIONERS, [None] * len(factors))
-                compute_root = (
-                    coupled_newton_inverse_root
-                    if self.root_method == RootMethod.coupled_newton
-                    else inverse_root
-                )
-                state[PRECONDITIONERS] = [
-                    None
-                    if factor is None
-                    else self._inverse_or_previous(
-                        partial(compute_root, factor, root, group["eps"]),
-                        before,
-                        partial(damping_only, factor, group["eps"], root),
-                    )
-                    for factor, before in zip(factors, previous, strict=True)
+                entries += [
+                    (state, mode, factor, root, group["eps"])
+                    for mode, factor in enumerate(factors)
+                    if factor is not None
                 ]
+        compute_roots = (
+            coupled_newton_inverse_roots
+            if self.root_method == RootMethod.coupled_newton
+            else inverse_roots
+        )
+        outcomes = compute_roots(
+            [factor for _, _, factor, _, _ in entries],
+            [root for _, _, _, root, _ in entries],
+            [eps for *_, eps in entries],
+        )
+        # None (identity) for the modes longer than max_dim
+        updated = {id(state): [None] * len(state[FACTORS]) for state in states}
+        for (state, mode, factor, root, eps), outcome in zip(entries, outcomes, strict=True):
+            previous = state.get(PRECONDITIONERS, [None] * len(state[FACTORS]))
+            updated[id(state)][mode] = self._inverse_or_previous(
+                partial(outcome_value, outcome),
+                previous[mode],
+                partial(damping_only, factor, eps, root),
+            )
+        for state in states:
+            state[PRECONDITIONERS] = updated[id(state)]
 
     def _directions(
         self, momenta: dict[Tensor, Tensor], gradients: dict[Tensor, Tensor]

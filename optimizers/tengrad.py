@@ -70,7 +70,7 @@ from optimizers.base import (
     parse_choice,
 )
 from optimizers.curvature import CapturedLayer, CurvatureCapture, layer_directions
-from optimizers.linalg import InversionError, damped_cholesky
+from optimizers.linalg import InversionError, damped_cholesky, damped_choleskys
 
 ACTIVATIONS = "activations"  # A_tilde, (N, d_in [+1])
 OUTPUT_GRADIENTS = "output_gradients"  # Gamma, (N, d_out)
@@ -272,7 +272,11 @@ class TENGraD(CurvatureOptimizer):
         return loss
 
     def _update_inverses(self) -> None:
+        """Every layer's L = cholesky(N*gamma*I + K) in one batched call (optimizers.linalg:
+        one factorisation per Gram shape, N x N for all layers alike, and one host read,
+        instead of a factorisation and reads per layer)."""
         groups = self._group_of()
+        captures = []
         for layer in self.layers:
             state = self.state[layer.weight]
             captured = from_state(state, CAPTURED)
@@ -280,13 +284,17 @@ class TENGraD(CurvatureOptimizer):
                 continue
             for key in captured.tensors():
                 del state[CAPTURED + key]
-            try:
-                cholesky = gram_cholesky(captured, groups[layer.weight]["damping"])
-            except InversionError:  # keep the previous record (none yet: D = M / gamma)
+            captures.append((state, captured, groups[layer.weight]["damping"]))
+        outcomes = damped_choleskys(
+            [captured.gram() for _, captured, _ in captures],
+            [captured.batch_size * damping for _, captured, damping in captures],
+        )
+        for (state, captured, _), outcome in zip(captures, outcomes, strict=True):
+            if isinstance(outcome, InversionError):  # keep the previous record (none: M / gamma)
                 self.state[SCHEDULE]["inverse_failures"] += 1
                 continue
             state.update(captured.tensors())
-            state[GRAM_CHOLESKY] = cholesky
+            state[GRAM_CHOLESKY] = outcome
 
     def _directions(
         self, momenta: dict[Tensor, Tensor], gradients: dict[Tensor, Tensor]

@@ -29,10 +29,11 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from optimizers.base import CurvatureOptimizer, Fisher, parse_choice
-from optimizers.linalg import damped_inverse, damping_only
+from optimizers.linalg import damped_inverses, damping_only, outcome_value
 from optimizers.precision import MatmulPrecision
 from optimizers.statistics import accumulate_gram_average
 from optimizers.tensor_modes import ConvReshape, mode_shape, precondition, unfolding
@@ -42,15 +43,20 @@ PRECONDITIONERS = "preconditioners"  # P_1 .. P_k
 
 
 def trace_normalised(factors: Sequence[Tensor]) -> list[Tensor]:
-    """U_i = H_i / (c^(k-1) * prod_{j != i} d_j) with c = (tr(H_1) / prod_j d_j)^(1/k)."""
+    """U_i = H_i / (c^(k-1) * prod_{j != i} d_j) with c = (tr(H_1) / prod_j d_j)^(1/k).
+
+    c stays a 0-dim float64 tensor on the factors' device (the Python arithmetic it replaces
+    was float64 too): no host read per parameter."""
     dims = [factor.shape[0] for factor in factors]
     order, size = len(dims), math.prod(dims)
-    c = (float(factors[0].diagonal().sum()) / size) ** (1.0 / order)
+    c = (factors[0].diagonal().sum().double() / size) ** (1.0 / order)
     normalised = []
     for factor, dim in zip(factors, dims, strict=True):
         divisor = c ** (order - 1) * (size // dim)
         # tr(H) = 0 means every H_i = 0 (they all have trace ||g||^2): U_i = H_i = 0
-        normalised.append(factor / divisor if divisor > 0.0 else factor.clone())
+        positive = divisor > 0.0
+        safe = torch.where(positive, divisor, torch.ones_like(divisor))
+        normalised.append(torch.where(positive, factor / safe, factor))
     return normalised
 
 
@@ -126,20 +132,25 @@ class TNT(CurvatureOptimizer):
         return loss
 
     def _update_inverses(self) -> None:
+        """All factors of all parameters in one batched call (optimizers.linalg: one kernel
+        per factor shape and one host read, instead of a few kernels and reads per factor)."""
         groups = self._group_of()
-        for p, state in self._states_with(FACTORS):
+        states = self._states_with(FACTORS)
+        normalised = {id(state): trace_normalised(state[FACTORS]) for _, state in states}
+        matrices = [u for _, state in states for u in normalised[id(state)]]
+        dampings = [groups[p]["eps"] for p, state in states for _ in state[FACTORS]]
+        outcomes = iter(damped_inverses(matrices, dampings))
+        for p, state in states:
             eps = groups[p]["eps"]
             previous = state.get(PRECONDITIONERS, [None] * len(state[FACTORS]))
-            preconditioners = []
-            for normalised, before in zip(trace_normalised(state[FACTORS]), previous, strict=True):
-                preconditioners.append(
-                    self._inverse_or_previous(
-                        partial(damped_inverse, normalised, eps),
-                        before,
-                        partial(damping_only, normalised, eps),
-                    )
+            state[PRECONDITIONERS] = [
+                self._inverse_or_previous(
+                    partial(outcome_value, next(outcomes)),
+                    before,
+                    partial(damping_only, factor, eps),
                 )
-            state[PRECONDITIONERS] = preconditioners
+                for factor, before in zip(normalised[id(state)], previous, strict=True)
+            ]
 
     def _directions(
         self, momenta: dict[Tensor, Tensor], gradients: dict[Tensor, Tensor]

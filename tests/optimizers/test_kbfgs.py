@@ -178,6 +178,18 @@ def test_a_step_that_does_not_move_skips_the_h_g_update_and_counts_it() -> None:
         assert torch.equal(h_g, torch.eye(len(h_g), dtype=F64))
 
 
+@pytest.mark.parametrize("history", [0, 3])
+def test_k_bfgs_l_counts_the_skipped_pairs_of_a_step_that_does_not_move(history: int) -> None:
+    model = tiny_mlp()
+    optimizer = kbfgs(model, lr=0.0, inverse_every=3, inverse="lbfgs", history=history)
+    take_steps(optimizer, model, tiny_batches(4))  # refreshes at t = 0, 1, 2, 3
+    assert optimizer.skipped_updates == 2 * 4  # s_g = y_g = 0 for both layers, every time
+    assert all(PAIRS_S not in optimizer.state[layer.weight] for layer in (model[1], model[3]))
+    restored = kbfgs(tiny_mlp(), lr=0.0, inverse="lbfgs", history=history)
+    restored.load_state_dict(optimizer.state_dict())  # the device counter round trips
+    assert restored.skipped_updates == 2 * 4
+
+
 def test_the_second_pass_leaves_batchnorm_statistics_alone() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(

@@ -128,3 +128,149 @@ def test_coupled_newton_is_the_authors_iteration(monkeypatch: pytest.MonkeyPatch
         errors.append(float((m - identity).abs().max()))
     monkeypatch.setattr(linalg, "NEWTON_TOLERANCE", (errors[0] + errors[1]) / 2)
     torch.testing.assert_close(coupled_newton_inverse_root(matrix, p, eps), x)
+
+
+# --------------------------------------------------------------------- batched versions
+def mixed_matrices() -> list[torch.Tensor]:
+    """Random float64 PSD matrices of three shapes, interleaved (some singular)."""
+    sizes = [(3, 2), (5, 5), (3, 3), (4, 1), (5, 2), (3, 1), (4, 4)]
+    return [random_psd(size, rank, seed=seed) for seed, (size, rank) in enumerate(sizes)]
+
+
+DAMPINGS = [0.1, 0.5, 1e-3, 2.0, 0.3, 0.05, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("batched", "single"),
+    [(linalg.damped_inverses, damped_inverse), (linalg.damped_choleskys, damped_cholesky)],
+)
+def test_batched_cholesky_equals_per_matrix(batched, single) -> None:
+    matrices = mixed_matrices()
+    for matrix, damping, outcome in zip(
+        matrices, DAMPINGS, batched(matrices, DAMPINGS), strict=True
+    ):
+        torch.testing.assert_close(outcome, single(matrix, damping), rtol=1e-12, atol=1e-12)
+
+
+def test_batched_inverse_takes_damping_tensors() -> None:
+    matrices = mixed_matrices()
+    dampings = [torch.tensor(damping, dtype=torch.float64) for damping in DAMPINGS]
+    for matrix, damping, outcome in zip(
+        matrices, DAMPINGS, linalg.damped_inverses(matrices, dampings), strict=True
+    ):
+        torch.testing.assert_close(outcome, damped_inverse(matrix, damping), rtol=1e-12, atol=0)
+
+
+def test_batched_inverse_roots_equal_per_matrix() -> None:
+    matrices = mixed_matrices()
+    roots = [2.0, 4.0, 2.0, 4.0, 4.0, 2.0, 6.0]  # the root splits a shape's group too
+    outcomes = linalg.inverse_roots(matrices, roots, DAMPINGS)
+    for matrix, root, damping, outcome in zip(matrices, roots, DAMPINGS, outcomes, strict=True):
+        expected = inverse_root(matrix, root, damping)
+        torch.testing.assert_close(outcome, expected, rtol=1e-10, atol=1e-12)
+
+
+def newton_iterations(matrix: torch.Tensor, root: int, damping: float) -> int:
+    """How many reads of the error the unbatched iteration makes: its iterations + 1."""
+    reads = [0]
+    original = torch.Tensor.__float__
+
+    def counted(self: torch.Tensor) -> float:
+        reads[0] += 1
+        return original(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.Tensor, "__float__", counted)
+        linalg._coupled_newton_once(matrix, root, damping)
+    return reads[0]
+
+
+def test_batched_coupled_newton_equals_per_matrix_each_stopping_on_its_own() -> None:
+    # a well-conditioned matrix (near I: few iterations) with badly conditioned ones of the
+    # same shape: each must stop at its own iteration, as the unbatched one does
+    easy = torch.eye(4, dtype=torch.float64) + 1e-3 * random_psd(4, 4, seed=3)
+    hard = random_psd(4, 2, seed=4)
+    matrices = [easy, hard, random_psd(3, 3, seed=5), hard.clone()]
+    roots, dampings = [4, 4, 2, 4], [1e-3, 1e-4, 0.1, 1e-2]
+    iterations = [
+        newton_iterations(m, r, d) for m, r, d in zip(matrices, roots, dampings, strict=True)
+    ]
+    assert iterations[0] < iterations[1], iterations  # really stop at different iterations
+    outcomes = linalg.coupled_newton_inverse_roots(matrices, roots, dampings)
+    for matrix, root, damping, outcome in zip(matrices, roots, dampings, outcomes, strict=True):
+        expected = coupled_newton_inverse_root(matrix, root, damping)
+        torch.testing.assert_close(outcome, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "batched",
+    [
+        lambda ms, ds: linalg.damped_inverses(ms, ds),
+        lambda ms, ds: linalg.damped_choleskys(ms, ds),
+        lambda ms, ds: linalg.inverse_roots(ms, [2.0] * len(ms), ds),
+        lambda ms, ds: linalg.coupled_newton_inverse_roots(ms, [2] * len(ms), ds),
+    ],
+    ids=["inverse", "cholesky", "eigh_root", "coupled_newton"],
+)
+def test_a_non_finite_matrix_fails_alone(batched) -> None:
+    matrices = mixed_matrices()
+    matrices[2] = torch.full((3, 3), float("nan"), dtype=torch.float64)  # shares a group
+    good = batched([m for i, m in enumerate(matrices) if i != 2], DAMPINGS[:2] + DAMPINGS[3:])
+    outcomes = batched(matrices, DAMPINGS)
+    assert isinstance(outcomes[2], InversionError)
+    for outcome, expected in zip(outcomes[:2] + outcomes[3:], good, strict=True):
+        torch.testing.assert_close(outcome, expected, rtol=1e-12, atol=1e-12)
+    previous = torch.eye(3, dtype=torch.float64)
+    kept, failed = keep_previous_on_failure(
+        lambda: linalg.outcome_value(outcomes[2]), previous, lambda: torch.zeros(3, 3)
+    )
+    assert failed and kept is previous
+
+
+def test_batched_float32_failure_is_retried_in_float64_alone() -> None:
+    # the float32 Cholesky of [[1, 1], [1, 1]] + 1e-8*I breaks down (see above); its
+    # neighbour in the batch keeps its float32 result
+    matrices = [torch.ones(2, 2), torch.eye(2) * 2.0]
+    inverse, neighbour = linalg.damped_inverses(matrices, [1e-8, 1.0])
+    torch.testing.assert_close(inverse, damped_inverse(matrices[0], 1e-8))
+    torch.testing.assert_close(neighbour, torch.eye(2) / 3.0)
+
+
+def test_batched_calls_read_the_host_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    matrices = mixed_matrices()
+    reads = [0]
+    for name in ("item", "__float__", "__int__", "__bool__", "__index__", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, __original=original, **kwargs):
+            reads[0] += 1
+            return __original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    linalg.damped_inverses(matrices, DAMPINGS)
+    linalg.inverse_roots(matrices, [2.0] * len(matrices), DAMPINGS)
+    monkeypatch.undo()
+    assert reads[0] == 2
+
+
+def test_batched_coupled_newton_reads_once_per_iteration_for_all_groups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The groups iterate in lockstep: the most iterations any matrix needs (the unbatched
+    one reads once more than it iterates), one more read that stops the loop, and one for
+    the finiteness of the call; not one per group or per matrix."""
+    matrices = mixed_matrices()
+    roots = [2] * len(matrices)
+    most = max(newton_iterations(m, 2, d) for m, d in zip(matrices, DAMPINGS, strict=True))
+    reads = [0]
+    for name in ("item", "__float__", "__int__", "__bool__", "__index__", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, __original=original, **kwargs):
+            reads[0] += 1
+            return __original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    linalg.coupled_newton_inverse_roots(matrices, roots, DAMPINGS)
+    monkeypatch.undo()
+    assert reads[0] == most + 1

@@ -44,8 +44,8 @@ def test_bfgs_update_meets_the_secant_equation_and_keeps_h_spd() -> None:
     inverse = random_spd(6, seed=0)
     s, _ = random_vectors(6, seed=1)
     y = random_spd(6, seed=2) @ s  # s^T y > 0
-    updated = bfgs_update(inverse, s, y)
-    assert updated is not None
+    updated, skipped = bfgs_update(inverse, s, y)
+    assert not skipped
     torch.testing.assert_close(updated @ y, s)
     torch.testing.assert_close(updated, dense_bfgs(inverse, s, y))
     assert torch.equal(updated, updated.T)  # exactly symmetric
@@ -56,13 +56,24 @@ def test_bfgs_update_meets_the_secant_equation_and_keeps_h_spd() -> None:
 def test_bfgs_update_is_refused_without_positive_curvature(s_y_sign: float) -> None:
     s = torch.tensor([1.0, 0.0], dtype=F64)
     y = torch.tensor([s_y_sign, 1.0], dtype=F64)  # s^T y = 0 or -1
-    assert bfgs_update(torch.eye(2, dtype=F64), s, y) is None
+    kept, skipped = bfgs_update(torch.eye(2, dtype=F64), s, y)
+    assert skipped and skipped.dtype == torch.bool and skipped.dim() == 0
+    assert torch.equal(kept, torch.eye(2, dtype=F64))
+
+
+def test_bfgs_update_is_refused_below_the_curvature_threshold() -> None:
+    s = torch.tensor([1.0, 0.0], dtype=F64)
+    y = torch.tensor([0.5, 1.0], dtype=F64)  # s^T y = 0.5
+    assert bfgs_update(torch.eye(2, dtype=F64), s, y, torch.tensor(0.5, dtype=F64))[1]
+    assert not bfgs_update(torch.eye(2, dtype=F64), s, y, torch.tensor(0.49, dtype=F64))[1]
 
 
 def test_bfgs_update_is_refused_when_the_result_is_not_finite() -> None:
     s = torch.tensor([1e200, 0.0], dtype=F64)
     y = torch.tensor([1e-200, 1e300], dtype=F64)
-    assert bfgs_update(torch.eye(2, dtype=F64), s, y) is None
+    kept, skipped = bfgs_update(torch.eye(2, dtype=F64), s, y)
+    assert skipped
+    assert torch.equal(kept, torch.eye(2, dtype=F64))
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -76,8 +87,8 @@ def test_double_damping_keeps_h_spd_even_for_negative_curvature_pairs(seed: int)
     # Powell on H: s^T y >= mu1 y^T H y with the original y; then LM: s^T y >= mu2 s^T s
     assert torch.dot(damped_s, y) >= mu1 * torch.dot(y, inverse @ y) * (1 - 1e-12)
     assert torch.dot(damped_s, damped_y) >= mu2 * torch.dot(damped_s, damped_s) * (1 - 1e-12)
-    updated = bfgs_update(inverse, damped_s, damped_y)
-    assert updated is not None
+    updated, skipped = bfgs_update(inverse, damped_s, damped_y)
+    assert not skipped
     torch.testing.assert_close(updated @ damped_y, damped_s)
     assert torch.linalg.eigvalsh(updated).min() > 0
 
@@ -91,7 +102,7 @@ def test_powell_damping_formula() -> None:
     theta = 0.8 * y_h_y / (y_h_y - s_y)
     torch.testing.assert_close(powell_damping(s, y, h_y, 0.2), theta * s + (1 - theta) * h_y)
     # a pair with enough curvature is left alone
-    assert powell_damping(h_y, y, h_y, 0.2) is h_y
+    assert torch.equal(powell_damping(h_y, y, h_y, 0.2), h_y)
 
 
 def test_levenberg_marquardt_damping_formula() -> None:
@@ -100,8 +111,7 @@ def test_levenberg_marquardt_damping_formula() -> None:
     mu2 = float(s_y / s_s) + 1.0  # active
     theta = (1 - mu2) * s_s / (s_s - s_y)
     torch.testing.assert_close(levenberg_marquardt_damping(s, y, mu2), theta * y + (1 - theta) * s)
-    assert levenberg_marquardt_damping(s, 3 * s, 2.0) is not None
-    torch.testing.assert_close(levenberg_marquardt_damping(s, 3 * s, 2.0), 3 * s)
+    assert torch.equal(levenberg_marquardt_damping(s, 3 * s, 2.0), 3 * s)  # left alone
 
 
 def pairs(count: int, size: int, seed: int) -> tuple[Tensor, Tensor]:
