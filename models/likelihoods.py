@@ -48,7 +48,9 @@ class CrossEntropy(Likelihood):
 
     @torch.no_grad()
     def sample(self, outputs: Tensor) -> Tensor:
-        return Categorical(logits=outputs.detach()).sample()
+        # validate_args=False: the check of the logits is a host read on every sampled step
+        # (a GPU sync); non-finite logits are caught by the optimizers' loss check anyway
+        return Categorical(logits=outputs.detach(), validate_args=False).sample()
 
     def correct(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return (outputs.argmax(dim=1) == targets).sum()
@@ -63,7 +65,7 @@ class BernoulliLikelihood(Likelihood):
 
     @torch.no_grad()
     def sample(self, outputs: Tensor) -> Tensor:
-        return Bernoulli(logits=outputs.detach()).sample()
+        return Bernoulli(logits=outputs.detach(), validate_args=False).sample()
 
 
 class GaussianLikelihood(Likelihood):
@@ -74,7 +76,7 @@ class GaussianLikelihood(Likelihood):
 
     @torch.no_grad()
     def sample(self, outputs: Tensor) -> Tensor:
-        return Normal(outputs.detach(), 1.0).sample()
+        return Normal(outputs.detach(), 1.0, validate_args=False).sample()
 
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {

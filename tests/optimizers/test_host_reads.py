@@ -10,9 +10,8 @@ row of the conformance table (tests/optimizers/conformance.py):
                    on (a non-finite loss returns before any update)
     refresh step   (statistics and inverses)     the same count at both depths, at most
                    REFRESH_BOUND: one read per batched linear-algebra call, not per layer
-                   (and, with fisher=sampled, one in torch.distributions' argument check of
-                   the Categorical the labels are drawn from; K-BFGS's second pass checks
-                   its loss too)
+                   (K-BFGS's second pass checks its loss too; the likelihoods draw sampled
+                   labels without torch.distributions' argument check, which would read)
 
 torch.optim's per-parameter `step` counters (Adam's) live on the CPU, so their reads are
 not counted (host_side_steps).
