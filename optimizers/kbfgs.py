@@ -221,7 +221,7 @@ class KBFGS(CurvatureOptimizer):
         loss = self.capture.record_step(closure, sampled=False, method="K-BFGS")
         for layer in self.layers:
             state = self.state[layer.weight]
-            a = layer.activations().flatten(0, 1)
+            a = layer.activations(ones_column=False).flatten(0, 1)  # the Gram adds the ones
             if decay is not None:
                 state[ACTIVATION_FACTOR] = accumulate_gram_average(
                     state.get(ACTIVATION_FACTOR),
@@ -229,8 +229,10 @@ class KBFGS(CurvatureOptimizer):
                     decay,
                     1.0 / layer.batch_size,
                     self.matmul_precision,
+                    ones_column=layer.has_bias,
                 )
-            state[MEAN_ACTIVATION] = a.mean(dim=0)
+            mean = a.mean(dim=0)
+            state[MEAN_ACTIVATION] = torch.cat([mean, mean.new_ones(1)]) if layer.has_bias else mean
             state[MEAN_PRE_ACTIVATION], state[MEAN_OUTPUT_GRADIENT] = _layer_means(layer)
         self.capture.clear()
         return loss

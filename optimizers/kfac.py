@@ -168,8 +168,10 @@ class KFAC(CurvatureOptimizer):
         loss = self.capture.record_step(closure, self.fisher == Fisher.sampled, "KFAC")
         for layer in self.layers:
             state = self.state[layer.weight]
-            a = layer.activations()
-            g = layer.output_gradients()
+            # a without its column of ones and dLoss/ds without the factor N: the Grams add
+            # the ones and take N^2 into their scale, so neither record is copied
+            a = layer.activations(ones_column=False)
+            gradient = layer.output_gradients(scaled=False)
             batch, positions = a.shape[:2]
             state[ACTIVATION_FACTOR] = accumulate_gram_average(
                 state.get(ACTIVATION_FACTOR),
@@ -177,12 +179,14 @@ class KFAC(CurvatureOptimizer):
                 decay,
                 1.0 / batch,
                 self.matmul_precision,
+                ones_column=layer.has_bias,
             )
+            # G_hat = (1/(N T)) sum g g^T with g = N dLoss/ds: (N / T) sum dLoss/ds dLoss/ds^T
             state[GRADIENT_FACTOR] = accumulate_gram_average(
                 state.get(GRADIENT_FACTOR),
-                g.reshape(-1, g.shape[-1]),
+                gradient.reshape(-1, gradient.shape[-1]),
                 decay,
-                1.0 / (batch * positions),
+                batch / positions,
                 self.matmul_precision,
             )
         self.capture.clear()

@@ -90,9 +90,10 @@ class CapturedLayer:
     def clear(self) -> None:
         self.inputs = self.outputs = self.output_edge = self.output_grad = None
 
-    def activations(self) -> Tensor:
+    def activations(self, ones_column: bool = True) -> Tensor:
         """a_tilde, (N, T, d_in [+1]): the inputs (conv: unfolded patches) with a column of
-        ones when the layer has a bias."""
+        ones when the layer has a bias (and `ones_column`: False leaves it to the caller,
+        whose Gram adds it without this copy, optimizers.statistics)."""
         if self.inputs is None:
             raise RuntimeError(f"layer {self.name!r} has no recorded forward pass")
         inputs = self._in_weight_dtype(self.inputs)
@@ -105,19 +106,20 @@ class CapturedLayer:
             ).transpose(1, 2)  # (N, T, C_in*kh*kw)
         else:
             patches = inputs.reshape(inputs.shape[0], -1, inputs.shape[-1])
-        if not self.has_bias:
+        if not (self.has_bias and ones_column):
             return patches
         ones = torch.ones(*patches.shape[:2], 1, dtype=patches.dtype, device=patches.device)
         return torch.cat([patches, ones], dim=2)
 
-    def output_gradients(self) -> Tensor:
+    def output_gradients(self, scaled: bool = True) -> Tensor:
         """g, (N, T, d_out): N * dLoss/ds, each example's own loss gradient (the loss is a
-        mean over the batch)."""
+        mean over the batch); `scaled` False: dLoss/ds itself, without the copy that the
+        scaling makes (a Gram then takes N^2 into its own scale)."""
         if self.output_grad is None:
             raise RuntimeError(f"layer {self.name!r} has no recorded backward pass")
         # cast before scaling by N, so that the product is not rounded to bfloat16
-        gradient = self._in_weight_dtype(self.output_grad)
-        return _positions_last(gradient, self.kind) * self.batch_size
+        gradient = _positions_last(self._in_weight_dtype(self.output_grad), self.kind)
+        return gradient * self.batch_size if scaled else gradient
 
     def pre_activations(self) -> Tensor:
         """s, (N, T, d_out), when the capture keeps outputs."""

@@ -59,7 +59,7 @@ def test_samples_follow_the_predictive_distribution(name: str) -> None:
         frequencies = torch.bincount(samples, minlength=3).double() / draws
         expected = torch.softmax(outputs[0].double(), dim=0)
     elif name == "bernoulli":
-        assert set(samples.unique().tolist()) <= {0.0, 1.0}
+        assert set(samples.unique().tolist()) <= {0.0, 1.0} and samples.dtype == outputs.dtype
         frequencies, expected = samples.double().mean(dim=0), torch.sigmoid(outputs[0].double())
     else:
         assert samples.std(dim=0).double().sub(1.0).abs().max() < 0.03  # unit variance
