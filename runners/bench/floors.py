@@ -15,6 +15,7 @@ b = 1 with a bias (0 without), P = R * d_in * d_out the MACs of its forward prod
     forward and backward    P (forward) + P (weight gradient) + P (input gradient; not for a
                             layer whose input needs no gradient: the first layer)
     backward to outputs     the input gradients only, sum of P over the layers that have one
+                            and run after the first layer whose output gradient is wanted
                             (KFAC's and TENGraD's sampled-label pass, K-BFGS's second pass:
                             they need dLoss/ds, not the weight gradients)
     symmetric Gram X^T X    R d^2 / 2 for X of R x d (one triangle)
@@ -151,9 +152,14 @@ def forward_macs(shapes: Iterable[LayerShape]) -> float:
     return sum(s.product for s in shapes)
 
 
-def backward_to_outputs_macs(shapes: Iterable[LayerShape]) -> float:
-    """The input gradients alone: what a backward pass to the layer outputs needs."""
-    return sum(s.product for s in shapes if s.input_gradient)
+def backward_to_outputs_macs(shapes: dict[str, LayerShape], hooked: Iterable[str]) -> float:
+    """The input gradients alone, of the layers that run after the first `hooked` one (in the
+    forward pass's order, that of `shapes`): what a backward pass to the hooked layers'
+    outputs needs. Nothing below the first hooked output is reached (K-BFGS's Linear head on
+    a CNN backpropagates through the head alone)."""
+    names = list(shapes)
+    first = min(names.index(name) for name in hooked)
+    return sum(s.product for s in list(shapes.values())[first + 1 :] if s.input_gradient)
 
 
 def full_backward_macs(shapes: Iterable[LayerShape]) -> float:
@@ -191,6 +197,10 @@ def _named(optimizer: CurvatureOptimizer, shapes: dict[str, LayerShape]) -> list
     return [shapes[layer.name] for layer in optimizer.capture.layers]  # type: ignore[attr-defined]
 
 
+def _hooked(optimizer: CurvatureOptimizer) -> list[str]:
+    return [layer.name for layer in optimizer.capture.layers]  # type: ignore[attr-defined]
+
+
 def _parameters(optimizer: torch.optim.Optimizer) -> list[Tensor]:
     return [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
 
@@ -203,7 +213,7 @@ def _modes(p: Tensor, conv_reshape: ConvReshape) -> tuple[int, list[int]]:
 def kfac_macs(optimizer: KFAC, shapes: dict[str, LayerShape]) -> PhaseMacs:
     layers = _named(optimizer, shapes)
     sampled = optimizer.fisher == Fisher.sampled
-    statistics = backward_to_outputs_macs(shapes.values()) if sampled else 0.0
+    statistics = backward_to_outputs_macs(shapes, _hooked(optimizer)) if sampled else 0.0
     statistics += sum(gram_macs(s.rows, s.width) + gram_macs(s.rows, s.fan_out) for s in layers)
     return {
         "statistics": statistics / optimizer.curvature_every,
@@ -257,7 +267,9 @@ def _pairs_held(optimizer: KBFGS, layer: nn.Module) -> int:
 def kbfgs_macs(optimizer: KBFGS, shapes: dict[str, LayerShape]) -> PhaseMacs:
     every = optimizer.inverse_every
     layers = optimizer.capture.layers
-    second_pass = forward_macs(shapes.values()) + backward_to_outputs_macs(shapes.values())
+    second_pass = forward_macs(shapes.values()) + backward_to_outputs_macs(
+        shapes, _hooked(optimizer)
+    )
     inversion = preconditioning = 0.0
     for layer in layers:
         s = shapes[layer.name]
@@ -281,9 +293,8 @@ def kbfgs_macs(optimizer: KBFGS, shapes: dict[str, LayerShape]) -> PhaseMacs:
 
 def tengrad_macs(optimizer: TENGraD, shapes: dict[str, LayerShape]) -> PhaseMacs:
     every = optimizer.inverse_every
-    statistics = (
-        backward_to_outputs_macs(shapes.values()) if optimizer.fisher == Fisher.sampled else 0.0
-    )
+    sampled = optimizer.fisher == Fisher.sampled
+    statistics = backward_to_outputs_macs(shapes, _hooked(optimizer)) if sampled else 0.0
     inversion = preconditioning = 0.0
     for s in _named(optimizer, shapes):
         n = s.batch

@@ -171,3 +171,20 @@ def test_the_autoencoder_floors_are_those_counted_outside_the_project() -> None:
         macs = step_macs(build(problem, name, schedule, "cpu").optimizer, shapes)
         assert macs is not None
         assert sum(macs.values()) / sum(baseline.values()) == pytest.approx(ratio, abs=0.05), name
+
+
+def test_the_pass_to_the_outputs_stops_at_the_first_hooked_layer() -> None:
+    # K-BFGS hooks the Linear layers only: on Conv2d(1, 2, 3) -> Linear(18, 3) -> Linear(3, 2)
+    # at N = 2 its second pass reaches the first Linear's output, through the second Linear's
+    # input gradient alone (2*3*2 = 12): not the first Linear's input gradient (108), not
+    # the convolution
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(18, 3), nn.ReLU(), nn.Linear(3, 2)
+    )
+    shapes = layer_shapes(model, torch.randn(2, 1, 5, 5))
+    kbfgs = KBFGS(model.parameters(), model=model)
+    macs = step_macs(kbfgs, shapes)
+    assert macs is not None
+    forward = 324 + 108 + 12
+    assert macs["forward_backward"] == (2 * 324 + 3 * 108 + 3 * 12) + forward + 12
