@@ -308,7 +308,8 @@ class KBFGS(CurvatureOptimizer):
                 )
                 first_gradient = state[MEAN_OUTPUT_GRADIENT]
                 if self.inverse == GradientInverse.bfgs:
-                    state.setdefault(GRADIENT_INVERSE, _identity_like(s))
+                    if GRADIENT_INVERSE not in state:  # not setdefault: no d x d eye per step
+                        state[GRADIENT_INVERSE] = _identity_like(s)
                     self._bfgs_or_skip(state, GRADIENT_INVERSE, s, y, first_gradient)
                 else:
                     pairs.append((state, s, y, self._pair_accepted(s, y, first_gradient)))
@@ -410,9 +411,10 @@ class KBFGS(CurvatureOptimizer):
 
 def _layer_means(layer: CapturedLayer) -> tuple[Tensor, Tensor]:
     """(mean_n s_n, mean_n g_n) of a recorded step, with g_n = N * dLoss/ds_n."""
+    # mean_n (N dLoss/ds_n) = N * mean_n dLoss/ds_n: the scaling on the mean, not on a copy
     return (
         layer.pre_activations().flatten(0, 1).mean(dim=0),
-        layer.output_gradients().flatten(0, 1).mean(dim=0),
+        layer.output_gradients(scaled=False).flatten(0, 1).mean(dim=0) * layer.batch_size,
     )
 
 

@@ -81,26 +81,39 @@ def bfgs_update(
 ) -> tuple[Tensor, Tensor]:
     """(H <- (I - rho s y^T) H (I - rho y s^T) + rho s s^T, skipped): the update, or H itself
     with skipped = True when s^T y <= 0, when s^T y <= min_curvature (curvature_threshold),
-    or when the result is not finite (the caller counts the skips). Branch-free: the choice
-    is torch.where on the device and `skipped` a 0-dim bool tensor, so no host read.
+    or when the result would not be finite (the caller counts the skips). Branch-free: the
+    choice is made on the device and `skipped` is a 0-dim bool tensor, so no host read.
 
-    Expanded, for a symmetric H and u = H y:
-        H + rho^2 (s^T y + y^T u) s s^T - rho (u s^T + s u^T)
-    with u s^T + (u s^T)^T formed as one matrix, so the result is exactly symmetric in
-    floating point whenever H is. The scalars are float64 (as the host values were).
+    Expanded, for a symmetric H and u = H y, with c = rho^2 (s^T y + y^T u):
+        H + c s s^T - rho (u s^T + s u^T) = H + w w^T - v v^T,
+        w = sqrt(c) s - (rho / sqrt(c)) u,  v = (rho / sqrt(c)) u
+    (c > 0 whenever H is positive definite and s^T y > 0; an update with c <= 0 is
+    skipped), so the whole update is one product [w v] [w -v]^T added to H: two passes
+    over the d x d matrix (u = H y and the sum) instead of one per outer product, and
+    exactly symmetric whenever H is and the matrix product forms each entry's two terms
+    alike (w_i w_j and v_i v_j commute). A skipped update adds zero vectors, so H is kept
+    exactly. The result is finite when H is and max|w|^2 + max|v|^2 is below the dtype's
+    largest value: that bound (in float64), not a pass over the result, is the test. The
+    scalars are float64 (as the host values were).
     """
     s_y_raw = torch.dot(s, y)
     s_y = s_y_raw.double()
     rho = 1.0 / s_y
     u = inverse @ y
-    cross = torch.outer(u, s)
-    cross.add_(cross.mT.clone())
-    square = torch.outer(s, s)
     coefficient = rho * rho * (s_y + torch.dot(y, u).double())
-    updated = inverse + square * coefficient.to(inverse.dtype)
-    updated.sub_(cross * rho.to(inverse.dtype))
-    accepted = curvature_accepted(s_y_raw, min_curvature) & torch.isfinite(updated).all()
-    return torch.where(accepted, updated, inverse), ~accepted
+    root = coefficient.clamp(min=0.0).sqrt()
+    w = s * root.to(s.dtype) - u * (rho / root).to(s.dtype)
+    v = u * (rho / root).to(s.dtype)
+    size = w.abs().max().double() ** 2 + v.abs().max().double() ** 2
+    accepted = (
+        curvature_accepted(s_y_raw, min_curvature)
+        & (coefficient > 0.0)
+        & (size < torch.finfo(inverse.dtype).max / 2)  # False for NaN or inf too
+    )
+    w = torch.where(accepted, w, 0.0)
+    v = torch.where(accepted, v, 0.0)
+    updated = torch.addmm(inverse, torch.stack([w, v], dim=1), torch.stack([w, -v]))
+    return updated, ~accepted
 
 
 def lbfgs_apply(vectors: Tensor, s_history: Tensor, y_history: Tensor) -> Tensor:

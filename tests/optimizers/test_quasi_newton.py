@@ -142,3 +142,14 @@ def test_lbfgs_two_loop_does_not_change_its_input() -> None:
     vector = torch.ones(3, dtype=F64)
     lbfgs_apply(vector, s_history, y_history)
     assert torch.equal(vector, torch.ones(3, dtype=F64))
+
+
+def test_bfgs_update_is_refused_when_the_update_would_overflow() -> None:
+    """Finite vectors and scalars, but s s^T beyond float32's range: the bound on max|w|^2 +
+    max|v|^2 refuses the update without a pass over the result."""
+    s = torch.tensor([1e20, 0.0])
+    y = torch.tensor([1e-20, 0.0])  # s^T y = 1, c ~ 1: w ~ s, |w|^2 ~ 1e40 > 3.4e38
+    kept, skipped = bfgs_update(torch.eye(2), s, y)
+    assert skipped and torch.equal(kept, torch.eye(2))
+    fine, refused = bfgs_update(torch.eye(2), s * 1e-3, y * 1e3)  # |w|^2 ~ 1e34: updated
+    assert not refused and bool(torch.isfinite(fine).all())
