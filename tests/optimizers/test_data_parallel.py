@@ -5,7 +5,8 @@ train the conformance problems' tiny float64 networks on their slice of every gl
 of 16 (split 8/8, and 10/6 for the unequal case), and the parent trains the same networks in
 one process on the whole batches: the final weights and the step losses must agree to
 rtol=1e-10, atol=1e-12, for every method (optimizers.distributed, docs/optimizers.md "Data
-parallel"). Both ranks must hold the same weights, exactly.
+parallel"), for every row of the conformance table. Both ranks must hold the same weights,
+exactly.
 
 Every curvature method runs with its conformance row's `deterministic` settings
 (fisher=empirical): a sampled Fisher draws its labels from each process's random stream, and
@@ -77,6 +78,11 @@ CASES = (
     Case("tengrad_conv", "tengrad", "convnet"),
     Case("tengrad_conv_exact", "tengrad", "convnet", (10, 6), {"conv_gradients": "exact"}),
     Case("tengrad_local", "tengrad", "mlp", overrides={"distributed_fisher": "local"}, exact=False),
+    # the worked example and the first-order methods: nothing of their own to reduce
+    Case("diagonal", "diagonal", "mlp", (10, 6)),
+    Case("sgdw", "sgdw", "mlp"),
+    Case("adam_on_momentum", "adam_on_momentum", "mlp"),
+    Case("rmsprop_on_momentum", "rmsprop_on_momentum", "mlp"),
 )
 
 
