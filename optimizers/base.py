@@ -34,20 +34,35 @@ first step is (1 - dampening)*g; torch.optim.SGD starts its buffer at g. With da
 A non-finite loss from the closure changes nothing (no statistics, no update) and is returned,
 so the runner records the divergence; the weights never become NaN through a step.
 
+Data parallel (optimizers.distributed, docs/optimizers.md "Data parallel"): the closure
+(runners.closure.StepClosure) already returns the global batch's loss and leaves `.grad` the
+global batch's gradient on every rank; what a method computes from its own records is made
+global by the method (its module docstring says how), and `_inverses_or_previous` spreads a
+refresh's inverses over the ranks: each matrix is computed on one owner (assigned by cost,
+d^3) and broadcast, so the inverses, and every rank's state, are the same on every rank.
+
 All state lives in `self.state` (so state_dict round trips and the runner reports its size):
 per parameter as in torch.optim, and the schedule under the key "schedule".
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from optimizers.linalg import keep_previous_on_failure
+from optimizers.distributed import (
+    assign_by_cost,
+    broadcast_from_owners,
+    is_distributed,
+    weighted_mean_,
+    world,
+)
+from optimizers.linalg import Outcome, keep_previous_on_failure, outcome_value
 from optimizers.phases import phase
 
 SCHEDULE = "schedule"
@@ -139,6 +154,18 @@ class NonFiniteLoss(Exception):
     def __init__(self, loss: Tensor) -> None:
         super().__init__(f"non-finite loss {float(loss)}")
         self.loss = loss
+
+
+def local_batch_size(closure: Callable[[], Tensor]) -> int:
+    """n_r, the examples of this rank's slice of the global batch: the closure's inputs
+    (runners.closure.StepClosure)."""
+    inputs = getattr(closure, "inputs", None)
+    if inputs is None:
+        raise TypeError(
+            "data-parallel training needs a closure with its mini-batch's inputs "
+            "(runners.closure.StepClosure)"
+        )
+    return len(inputs)
 
 
 def call_closure(closure: Callable[[], Tensor], retain_graph: bool = False) -> Tensor:
@@ -252,13 +279,64 @@ class CurvatureOptimizer(torch.optim.Optimizer):
             self.state[SCHEDULE]["inverse_failures"] += 1
         return result
 
+    def _inverses_or_previous(
+        self,
+        matrices: Sequence[Tensor],
+        compute: Callable[[list[int]], list[Outcome]],
+        previous: Sequence[Tensor | None],
+        fallbacks: Sequence[Callable[[], Tensor]],
+    ) -> list[Tensor]:
+        """The inverse (root, factor) of every matrix of a refresh, as `_inverse_or_previous`
+        for each: `compute(indices)` gives the outcomes of those matrices in one batched call
+        (optimizers.linalg), each result shaped and typed like its matrix.
+
+        Data parallel: the matrices are assigned to the ranks by cost (d^3, the cost of a
+        Cholesky or an eigendecomposition: assign_by_cost), each rank computes its own in one
+        batched call, and every result is broadcast from its owner with its failure flag
+        (broadcast_from_owners), so every rank holds the same inverses and counts the same
+        failures. The work of a refresh is then divided by the world size, at the price of
+        broadcasting each result once."""
+        if not is_distributed():
+            outcomes = compute(list(range(len(matrices))))
+            return [
+                self._inverse_or_previous(partial(outcome_value, outcome), before, fallback)
+                for outcome, before, fallback in zip(outcomes, previous, fallbacks, strict=True)
+            ]
+        rank, _ = world()
+        owners = assign_by_cost([float(matrix.shape[0]) ** 3 for matrix in matrices])
+        mine = [index for index, owner in enumerate(owners) if owner == rank]
+        outcomes = dict(zip(mine, compute(mine), strict=True))
+        items: list[list[Tensor]] = []
+        for index, matrix in enumerate(matrices):
+            if index in outcomes:
+                result, failed = keep_previous_on_failure(
+                    partial(outcome_value, outcomes[index]), previous[index], fallbacks[index]
+                )
+                # a fresh tensor, as the receivers' are: a view into the batched results sits
+                # at another alignment, and MKL's products then round differently in the last
+                # bit, so the ranks' weights would drift apart
+                result = result.clone(memory_format=torch.contiguous_format)
+                flag = torch.full((1,), float(failed), dtype=result.dtype, device=result.device)
+            else:  # received from the owner
+                result, flag = torch.empty_like(matrix), matrix.new_empty(1)
+            items.append([result, flag])
+        broadcast_from_owners(items, owners)
+        if items:  # one host read for the whole refresh
+            failures = int(torch.cat([flag for _, flag in items]).sum().item())
+            self.state[SCHEDULE]["inverse_failures"] += failures
+        return [result for result, _ in items]
+
     def _statistic_gradients(
         self, closure: Callable[[], Tensor], fisher: Fisher
     ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
         """Run the closure; return its loss and (parameter, mini-batch gradient) pairs for the
         statistics: at labels sampled from the model (a second backward pass through the
         retained graph, leaving `.grad` the true-label gradient the update uses), or the
-        true-label gradient itself (fisher=empirical)."""
+        true-label gradient itself (fisher=empirical).
+
+        Data parallel: `.grad` is already the global batch's (the closure reduced it); the
+        sampled-label gradients are this rank's slice's mean, made the global batch's by
+        the weighted mean sum_r (n_r / N) g_r (one all-reduce for all of them)."""
         sampled = fisher == Fisher.sampled
         loss = call_closure(closure, retain_graph=sampled)
         params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
@@ -266,6 +344,8 @@ class CurvatureOptimizer(torch.optim.Optimizer):
             return loss, [(p, p.grad) for p in params]  # type: ignore[misc]
         method = type(self).__name__
         gradients = torch.autograd.grad(sampled_loss(closure, method), params, allow_unused=True)
+        if is_distributed():
+            weighted_mean_([g for g in gradients if g is not None], local_batch_size(closure))
         return loss, [(p, g) for p, g in zip(params, gradients, strict=True) if g is not None]
 
     # --------------------------------------------------------------------- public

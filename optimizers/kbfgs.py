@@ -49,6 +49,25 @@ the authors' code sets a `Kron_BFGS_A_inv_freq = 20` but never reads it. Layers 
 Linear (Conv2d, BatchNorm, ...) take the plain momentum step D = m, listed once in a warning
 when the optimizer is built.
 
+Data parallel (optimizers.distributed): rank r records its slice of n_r examples; every
+statistic of a pass is a mean over the batch, so the global batch's is the weighted mean
+sum_r (n_r / N) x_r of the ranks' (N = sum_r n_r):
+
+    first pass   A_hat (the (1/N) sum a_tilde a_tilde^T above, estimated apart from its
+                 running average), a_bar, mean_n s_n and mean_n g_n of every layer: one
+                 all-reduce of sum_layers (d_in+1)^2 + (d_in+1) + 2 d_out numbers
+    second pass  on each rank's slice at the new weights, mean_n s_n and mean_n g_n of every
+                 layer and the slice's loss (so that every rank takes the same finiteness
+                 decision): one all-reduce of sum_layers 2 d_out + 1 numbers
+
+(g_n is each example's own loss gradient whatever the slice's size, and `.grad` is the
+global batch's, reduced by the closure.) The updates of H_g and H_a (steps 5 and 6) and H_a's
+first inverse (step 3) are then computed identically on every rank from the same inputs:
+BFGS and L-BFGS updates are O(d^2) matrix-vector work per layer, which costs about what
+broadcasting the d^2 result from an owner would (and a broadcast would add a collective's
+latency per refresh); the first Cholesky runs once. So K-BFGS communicates the two
+all-reduces above and nothing else, and its inverse work is not divided among the ranks.
+
 Note: the second pass runs in training mode and leaves the model's buffers (BatchNorm running
 statistics) and `.grad` (the step's gradient) as they were before it. The authors' warm start
 averages A with forward passes only; this one runs the closure (forward and backward) for
@@ -75,6 +94,7 @@ from optimizers.base import (
     parse_choice,
 )
 from optimizers.curvature import CapturedLayer, CurvatureCapture, LayerKind, layer_directions
+from optimizers.distributed import is_distributed, weighted_mean_
 from optimizers.linalg import damped_inverses, damping_only, outcome_value
 from optimizers.phases import phase
 from optimizers.precision import MatmulPrecision, matmul
@@ -84,7 +104,7 @@ from optimizers.quasi_newton import (
     double_damping,
     lbfgs_apply,
 )
-from optimizers.statistics import accumulate_gram_average
+from optimizers.statistics import accumulate_gram_average, update_average
 
 ACTIVATION_FACTOR = "activation_factor"  # A
 ACTIVATION_INVERSE = "activation_inverse"  # H_a
@@ -219,6 +239,10 @@ class KBFGS(CurvatureOptimizer):
 
     def _record_first_pass(self, closure: Callable[[], Tensor], decay: float | None) -> Tensor:
         loss = self.capture.record_step(closure, sampled=False, method="K-BFGS")
+        if is_distributed():
+            self._record_global_first_pass(decay)
+            self.capture.clear()
+            return loss
         for layer in self.layers:
             state = self.state[layer.weight]
             a = layer.activations(ones_column=False).flatten(0, 1)  # the Gram adds the ones
@@ -237,6 +261,43 @@ class KBFGS(CurvatureOptimizer):
         self.capture.clear()
         return loss
 
+    def _record_global_first_pass(self, decay: float | None) -> None:
+        """Data parallel: this rank's A_hat and means, their weighted means over the ranks
+        in one all-reduce, then A's running average (module docstring)."""
+        records = []
+        for layer in self.layers:
+            a = layer.activations(ones_column=False).flatten(0, 1)
+            estimate = None
+            if decay is not None:
+                estimate = accumulate_gram_average(
+                    None,
+                    a,
+                    0.0,
+                    1.0 / layer.batch_size,
+                    self.matmul_precision,
+                    ones_column=layer.has_bias,
+                )
+            records.append((layer, estimate, a.mean(dim=0), *_layer_means(layer)))
+        reduced = [t for record in records for t in record[1:] if t is not None]
+        weighted_mean_(reduced, self._local_batch_size())
+        for layer, estimate, mean, pre_activation, output_gradient in records:
+            state = self.state[layer.weight]
+            if estimate is not None:
+                average = state.get(ACTIVATION_FACTOR)
+                state[ACTIVATION_FACTOR] = (
+                    estimate if average is None else update_average(average, estimate, decay)
+                )
+            # the bias's 1 appended after the reduction: exactly 1, not a sum of weights
+            state[MEAN_ACTIVATION] = torch.cat([mean, mean.new_ones(1)]) if layer.has_bias else mean
+            state[MEAN_PRE_ACTIVATION], state[MEAN_OUTPUT_GRADIENT] = (
+                pre_activation,
+                output_gradient,
+            )
+
+    def _local_batch_size(self) -> int:
+        """n_r of the recorded pass (every layer sees the same examples)."""
+        return self.layers[0].batch_size if self.layers else 0
+
     def _update_inverses(self) -> None:
         """At the first refresh only: H_a = A_lm^-1 (step 3), every layer's in one batched
         call (optimizers.linalg: one host read). Later refreshes update H_a by BFGS after the
@@ -249,6 +310,7 @@ class KBFGS(CurvatureOptimizer):
         ]
         if not states:
             return
+        # computed on every rank when data parallel (module docstring): no broadcast
         outcomes = damped_inverses(
             [state[ACTIVATION_FACTOR] for state, _ in states],
             [root_damping for _, root_damping in states],
@@ -280,8 +342,10 @@ class KBFGS(CurvatureOptimizer):
         buffers = [buffer.clone() for buffer in self.model.buffers()]
         try:
             with phase("statistics"):
-                self._second_pass(closure)
+                loss = self._second_pass(closure)
                 new_means = {layer.weight: _layer_means(layer) for layer in self.layers}
+                if is_distributed():
+                    self._global_second_pass(new_means, loss)
         except NonFiniteLoss:  # the step diverged: no pair; the next step reports it
             self.state[SCHEDULE]["skipped_updates"] += len(self.layers)
             return
@@ -320,7 +384,20 @@ class KBFGS(CurvatureOptimizer):
             self._remember_pairs(pairs)
 
     # ------------------------------------------------------------------ helpers
-    def _second_pass(self, closure: Callable[[], Tensor]) -> None:
+    def _global_second_pass(self, means: dict[Tensor, tuple[Tensor, Tensor]], loss: Tensor) -> None:
+        """Data parallel: the second pass's means and loss, weighted means over the ranks in
+        one all-reduce, in place; NonFiniteLoss on every rank when the global loss is not
+        finite (the ranks take the same decision, so none waits in a collective alone)."""
+        if not self.layers:
+            return
+        global_loss = loss.detach().to(self.layers[0].weight.dtype).reshape(1).clone()
+        weighted_mean_(
+            [t for pair in means.values() for t in pair] + [global_loss], self._local_batch_size()
+        )
+        if not bool(torch.isfinite(global_loss)):
+            raise NonFiniteLoss(global_loss[0])
+
+    def _second_pass(self, closure: Callable[[], Tensor]) -> Tensor:
         """The mini-batch at the new weights, recorded: its forward pass, then the backward
         pass to the layer outputs only (the pairs need mean_n g_n, not weight gradients: a
         third less work than a full backward, and `.grad` keeps the step's gradient). A plain
@@ -330,18 +407,20 @@ class KBFGS(CurvatureOptimizer):
             params = [p for group in self.param_groups for p in group["params"]]
             gradients = [None if p.grad is None else p.grad.clone() for p in params]
             try:
-                self.capture.record_step(closure, sampled=False, method="K-BFGS")
+                loss = self.capture.record_step(closure, sampled=False, method="K-BFGS")
             finally:
                 for p, gradient in zip(params, gradients, strict=True):
                     p.grad = gradient
-            return
+            return loss
         with self.capture.recording():
             loss = forward()
-        if not bool(torch.isfinite(loss)):
+        # data parallel, the finiteness of the global loss decides (_global_second_pass)
+        if not is_distributed() and not bool(torch.isfinite(loss)):
             raise NonFiniteLoss(loss.detach())
         with phase("forward_backward"):  # the second pass's backward, as its forward
             self.capture.backward_to_outputs(loss)
         self.capture.check_complete()
+        return loss.detach()
 
     def _apply_gradient_inverse(
         self,

@@ -21,6 +21,23 @@ Other parameters (BatchNorm, LayerNorm, embeddings, grouped convolutions) take t
 momentum step D = m; their types are listed once in a warning when the optimizer is built.
 Schedule, warm start, momentum and decay: optimizers.base.
 
+Data parallel (optimizers.distributed): rank r records its slice of n_r examples, and
+A_hat_r, G_hat_r are the formulas above over that slice (g_n is each example's own loss
+gradient whatever the slice's size, optimizers.curvature.layers). The global batch's
+estimates are the weighted means
+
+    A_hat = sum_r (n_r / N) A_hat_r,   G_hat = sum_r (n_r / N) G_hat_r,   N = sum_r n_r,
+
+one all-reduce of every layer's two estimates together, before the running average (so the
+estimate is computed apart from the average here, where one process fuses it into the
+average in place). The inverses are divided among the ranks, each factor to one owner by its
+cost d^3 (the greedy assignment, optimizers.base._inverses_or_previous), computed on the
+owner in one batched call and broadcast: every rank ends with the same A_inv, G_inv and
+directions, computed from the same A and G. The gradient M is the global batch's (the
+closure reduced it). Communication per statistics step: one all-reduce of
+sum_layers (d_in+1)^2 + d_out^2 numbers; per inverse refresh: the same numbers broadcast
+once from their owners.
+
 Note: the KL clip sums over the preconditioned layers only and scales only their directions;
 when the sum is not positive (possible with momentum) no clipping is applied.
 """
@@ -42,9 +59,10 @@ from optimizers.base import (
     parse_choice,
 )
 from optimizers.curvature import CapturedLayer, CurvatureCapture, layer_directions
-from optimizers.linalg import damped_inverses, damping_only, outcome_value
+from optimizers.distributed import is_distributed, weighted_mean_
+from optimizers.linalg import damped_inverses, damping_only
 from optimizers.precision import MatmulPrecision, matmul
-from optimizers.statistics import accumulate_gram_average
+from optimizers.statistics import accumulate_gram_average, update_average
 
 ACTIVATION_FACTOR = "activation_factor"  # A
 GRADIENT_FACTOR = "gradient_factor"  # G
@@ -166,6 +184,10 @@ class KFAC(CurvatureOptimizer):
 
     def _statistics_step(self, closure: Callable[[], Tensor], decay: float) -> Tensor:
         loss = self.capture.record_step(closure, self.fisher == Fisher.sampled, "KFAC")
+        if is_distributed():
+            self._global_statistics(decay)
+            self.capture.clear()
+            return loss
         for layer in self.layers:
             state = self.state[layer.weight]
             # a without its column of ones and dLoss/ds without the factor N: the Grams add
@@ -192,9 +214,46 @@ class KFAC(CurvatureOptimizer):
         self.capture.clear()
         return loss
 
+    def _global_statistics(self, decay: float) -> None:
+        """Data parallel: every layer's A_hat_r and G_hat_r from this rank's slice, their
+        weighted means over the ranks (one all-reduce), then the running averages."""
+        estimates = []
+        for layer in self.layers:
+            a = layer.activations(ones_column=False)
+            gradient = layer.output_gradients(scaled=False)
+            batch, positions = a.shape[:2]
+            a_hat = accumulate_gram_average(
+                None,
+                a.reshape(-1, a.shape[-1]),
+                0.0,
+                1.0 / batch,
+                self.matmul_precision,
+                ones_column=layer.has_bias,
+            )
+            g_hat = accumulate_gram_average(
+                None,
+                gradient.reshape(-1, gradient.shape[-1]),
+                0.0,
+                batch / positions,
+                self.matmul_precision,
+            )
+            estimates.append((layer, a_hat, g_hat))
+        weighted_mean_(
+            [t for _, a_hat, g_hat in estimates for t in (a_hat, g_hat)],
+            self.layers[0].batch_size if self.layers else 0,
+        )
+        for layer, a_hat, g_hat in estimates:
+            state = self.state[layer.weight]
+            for key, estimate in ((ACTIVATION_FACTOR, a_hat), (GRADIENT_FACTOR, g_hat)):
+                average = state.get(key)
+                state[key] = (
+                    estimate if average is None else update_average(average, estimate, decay)
+                )
+
     def _update_inverses(self) -> None:
         """Every layer's A and G inverses in one batched call (optimizers.linalg: one kernel
-        per factor shape and one host read, instead of a few kernels and reads per layer)."""
+        per factor shape and one host read, instead of a few kernels and reads per layer);
+        data parallel, each rank's share in one call (module docstring)."""
         groups = self._group_of()
         factors, dampings, targets = [], [], []
         for layer in self.layers:
@@ -209,15 +268,19 @@ class KFAC(CurvatureOptimizer):
                 factors.append(factor)
                 dampings.append(damping)
                 targets.append((state, inverse_key))
-        outcomes = damped_inverses(factors, dampings)
-        for factor, damping, (state, key), outcome in zip(
-            factors, dampings, targets, outcomes, strict=True
-        ):
-            state[key] = self._inverse_or_previous(
-                partial(outcome_value, outcome),
-                state.get(key),
-                partial(damping_only, factor, damping),
-            )
+        inverses = self._inverses_or_previous(
+            factors,
+            lambda indices: damped_inverses(
+                [factors[i] for i in indices], [dampings[i] for i in indices]
+            ),
+            [state.get(key) for state, key in targets],
+            [
+                partial(damping_only, factor, damping)
+                for factor, damping in zip(factors, dampings, strict=True)
+            ],
+        )
+        for (state, key), inverse in zip(targets, inverses, strict=True):
+            state[key] = inverse
 
     def _directions(
         self, momenta: dict[Tensor, Tensor], gradients: dict[Tensor, Tensor]

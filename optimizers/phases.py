@@ -13,6 +13,9 @@ Standard names (the benchmark and the run records use them):
     statistics        curvature statistics: factors, Gram matrices, gradient outer products
     inversion         inverses, inverse roots, decompositions
     preconditioning   applying the preconditioner to the (momentum) gradient
+    communication     data parallel: the collectives between the ranks (optimizers.distributed:
+                      gradient and statistics all-reduces, gathers, broadcasts of inverses);
+                      never entered on one process
     update            the parameter update; also everything in a step not marked otherwise
 Phases nest; each moment of a step is counted once, for the innermost phase.
 """
@@ -25,7 +28,15 @@ from typing import Protocol
 
 from torch.profiler import record_function
 
-PHASES = ("data", "forward_backward", "statistics", "inversion", "preconditioning", "update")
+PHASES = (
+    "data",
+    "forward_backward",
+    "statistics",
+    "inversion",
+    "preconditioning",
+    "communication",
+    "update",
+)
 
 
 class PhaseListener(Protocol):

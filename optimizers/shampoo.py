@@ -27,6 +27,15 @@ counts it. Optional grafting takes the direction of D and the norm of another me
 per parameter tensor: D <- D * ||D_graft|| / ||D|| with D_graft = m (sgd) or
 m / (sqrt(sum_t g_t^2) + grafting_eps) (adagrad, accumulated every step). Schedule, warm
 start, momentum and decay: optimizers.base.
+
+Data parallel (optimizers.distributed): the statistics are Grams of the gradient G itself,
+and the closure leaves `.grad` the global batch's gradient on every rank (the weighted mean
+sum_r (n_r / N) G_r, runners.closure), so every rank computes the same H_i with no
+communication of its own. The roots are divided among the ranks, each factor to one owner
+by its cost d^3 (optimizers.base._inverses_or_previous), computed there in one batched call
+and broadcast: per root refresh, sum_i d_i^2 numbers over all preconditioned modes are
+broadcast once, and the eigendecompositions (or Newton iterations) are divided by the
+world size.
 """
 
 from __future__ import annotations
@@ -44,7 +53,6 @@ from optimizers.linalg import (
     coupled_newton_inverse_roots,
     damping_only,
     inverse_roots,
-    outcome_value,
 )
 from optimizers.precision import MatmulPrecision
 from optimizers.statistics import accumulate_gram
@@ -162,7 +170,8 @@ class Shampoo(CurvatureOptimizer):
     def _update_inverses(self) -> None:
         """Every root of every parameter in one batched call (optimizers.linalg: one eigh,
         or one coupled Newton iteration, per (shape, root) group and one host read per call
-        or per iteration, instead of per factor)."""
+        or per iteration, instead of per factor); data parallel, each rank's share in one
+        call (module docstring)."""
         entries = []  # (state, mode, factor, root, eps) of every preconditioned mode
         states = []
         for group in self.param_groups:
@@ -183,20 +192,26 @@ class Shampoo(CurvatureOptimizer):
             if self.root_method == RootMethod.coupled_newton
             else inverse_roots
         )
-        outcomes = compute_roots(
-            [factor for _, _, factor, _, _ in entries],
-            [root for _, _, _, root, _ in entries],
-            [eps for *_, eps in entries],
+        factors = [factor for _, _, factor, _, _ in entries]
+        roots = [root for _, _, _, root, _ in entries]
+        epsilons = [eps for *_, eps in entries]
+        results = self._inverses_or_previous(
+            factors,
+            lambda indices: compute_roots(
+                [factors[i] for i in indices],
+                [roots[i] for i in indices],
+                [epsilons[i] for i in indices],
+            ),
+            [
+                state.get(PRECONDITIONERS, [None] * len(state[FACTORS]))[mode]
+                for state, mode, *_ in entries
+            ],
+            [partial(damping_only, factor, eps, root) for _, _, factor, root, eps in entries],
         )
         # None (identity) for the modes longer than max_dim
         updated = {id(state): [None] * len(state[FACTORS]) for state in states}
-        for (state, mode, factor, root, eps), outcome in zip(entries, outcomes, strict=True):
-            previous = state.get(PRECONDITIONERS, [None] * len(state[FACTORS]))
-            updated[id(state)][mode] = self._inverse_or_previous(
-                partial(outcome_value, outcome),
-                previous[mode],
-                partial(damping_only, factor, eps, root),
-            )
+        for (state, mode, *_), result in zip(entries, results, strict=True):
+            updated[id(state)][mode] = result
         for state in states:
             state[PRECONDITIONERS] = updated[id(state)]
 

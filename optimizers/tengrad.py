@@ -46,6 +46,29 @@ exact form needs N * d_out * (d_in+1) numbers per layer (one VGG layer of 512 x 
 filters at batch 128: ~1.2 GB in float32) and O(N^2 d_out d_in) for K. Linear layers on
 (N, ..., d_in) inputs have T > 1 positions as well and follow the same choice.
 
+Data parallel (optimizers.distributed), `distributed_fisher` chooses whose Fisher block:
+
+    global (the default)  the global batch's, the same algorithm as one process: on a refresh
+               step every rank all-gathers the rows of A_tilde and Gamma (of the per-example
+               gradients G_n with `conv_gradients: exact`) of all layers, in one all-gather
+               per dtype. The rows need no rescaling: g_n = n_r * dLoss_r/ds_n is example
+               n's own loss gradient on any slice (optimizers.curvature.layers), the same row
+               one process computes as N * dLoss/ds_n. So every rank holds U of the global
+               batch, N is the global N = sum_r n_r in N*gamma*I + K and F = (1/N) U U^T,
+               and K (N x N) and its Cholesky factor are computed identically on every rank,
+               as are the directions (M is the global batch's momentum: the closure reduced
+               the gradient). Communication per refresh: N (d_in + 1 + d_out) numbers per
+               layer; the work per rank is the one process's, not divided.
+    local      each rank's own block from its slice, F_r = (1/n_r) U_r U_r^T, with n_r in
+               n_r*gamma*I + K_r (n_r x n_r): no gather, 1/R of the Gram's rows, (1/R)^2 of
+               its entries and (1/R)^3 of its factorisation. The ranks' directions then
+               differ, and their weighted mean D = sum_r (n_r / N) (F_r + gamma*I)^-1 M is
+               every rank's direction (one all-reduce of the preconditioned layers'
+               parameters per step, n_r the refresh step's), so the weights stay the same on
+               every rank. A different preconditioner by design: the mean of the slices'
+               inverses, not the inverse of the global batch's Fisher. With one process the
+               two are the same.
+
 Note: a Cholesky factorisation that fails in float64 too keeps the layer's previous
 (A_tilde, Gamma, L) and is counted in `inverse_failures`; with no previous one the layer's
 direction is M / gamma (the Fisher taken as 0). A coupled `l2` term enters the momentum,
@@ -70,6 +93,7 @@ from optimizers.base import (
     parse_choice,
 )
 from optimizers.curvature import CapturedLayer, CurvatureCapture, layer_directions
+from optimizers.distributed import all_gather_rows, is_distributed, weighted_mean_
 from optimizers.linalg import InversionError, damped_cholesky, damped_choleskys
 
 ACTIVATIONS = "activations"  # A_tilde, (N, d_in [+1])
@@ -77,6 +101,7 @@ OUTPUT_GRADIENTS = "output_gradients"  # Gamma, (N, d_out)
 PER_EXAMPLE_GRADIENTS = "per_example_gradients"  # exact conv form: G_n, (N, d_out, d_in [+1])
 GRAM_CHOLESKY = "gram_cholesky"  # L, cholesky(N*gamma*I + K)
 CAPTURED = "captured_"  # prefix of a statistics step's record until its inversion
+LOCAL_FISHER_EXAMPLES = "local_fisher_examples"  # n_r of the refresh (distributed_fisher: local)
 
 
 class ConvGradients(str, Enum):
@@ -84,6 +109,13 @@ class ConvGradients(str, Enum):
 
     averaged = "averaged"  # g_n = sum_t g_{n,t}, a_n = mean_t a_{n,t}: the Linear formulas
     exact = "exact"  # G_n = sum_t g_{n,t} a_{n,t}^T, stored in full
+
+
+class DistributedFisher(str, Enum):
+    """Whose Fisher block a data-parallel rank inverts (module docstring)."""
+
+    global_ = "global"  # the global batch's: rows all-gathered, the one-process algorithm
+    local = "local"  # the rank's slice's; the ranks' directions averaged
 
 
 class PerExampleGradients(Protocol):
@@ -218,6 +250,9 @@ class TENGraD(CurvatureOptimizer):
         conv_gradients: "averaged" (spatially averaged factors) or "exact" (the full
             per-example gradients of layers with T > 1 positions).
         fisher: "sampled" (labels from the model) or "empirical" (training labels).
+        distributed_fisher: data parallel, "global" (the global batch's Fisher block) or
+            "local" (each rank's slice's, the directions averaged): module docstring. No
+            effect on one process.
     """
 
     def __init__(
@@ -233,9 +268,13 @@ class TENGraD(CurvatureOptimizer):
         inverse_every: int = 20,
         conv_gradients: str = "averaged",
         fisher: str = "sampled",
+        distributed_fisher: str = "global",
     ) -> None:
         if not damping > 0.0:
             raise ValueError(f"Invalid damping value: {damping} (must be positive)")
+        self.distributed_fisher = parse_choice(
+            DistributedFisher, "distributed_fisher", distributed_fisher
+        )
         check_positive_int("inverse_every", inverse_every)  # before the base's curvature_every
         self.conv_gradients = parse_choice(ConvGradients, "conv_gradients", conv_gradients)
         self.fisher = parse_choice(Fisher, "fisher", fisher)
@@ -262,14 +301,31 @@ class TENGraD(CurvatureOptimizer):
 
     def _statistics_step(self, closure: Callable[[], Tensor], decay: float) -> Tensor:
         loss = self.capture.record_step(closure, self.fisher == Fisher.sampled, "TENGraD")
+        records = []
         for layer in self.layers:
             gradients = per_example_gradients(
                 layer.activations(), layer.output_gradients(), self.conv_gradients
             )
-            state = self.state[layer.weight]
-            state.update({CAPTURED + key: value for key, value in gradients.tensors().items()})
+            records.append((self.state[layer.weight], gradients.tensors()))
+        if is_distributed():
+            if self.distributed_fisher == DistributedFisher.global_:
+                records = self._gathered(records)
+            elif self.layers:
+                self.state[SCHEDULE][LOCAL_FISHER_EXAMPLES] = self.layers[0].batch_size
+        for state, tensors in records:
+            state.update({CAPTURED + key: value for key, value in tensors.items()})
         self.capture.clear()
         return loss
+
+    @staticmethod
+    def _gathered(
+        records: list[tuple[dict[str, Any], dict[str, Tensor]]],
+    ) -> list[tuple[dict[str, Any], dict[str, Tensor]]]:
+        """Every layer's per-example rows of all ranks, in rank order (one all-gather per
+        dtype for all layers): the global batch's U (module docstring)."""
+        flat = all_gather_rows([tensor for _, tensors in records for tensor in tensors.values()])
+        rows = iter(flat)
+        return [(state, {key: next(rows) for key in tensors}) for state, tensors in records]
 
     def _update_inverses(self) -> None:
         """Every layer's L = cholesky(N*gamma*I + K) in one batched call (optimizers.linalg:
@@ -309,4 +365,9 @@ class TENGraD(CurvatureOptimizer):
                 return momentum / damping
             return woodbury_solve(momentum, stored, state[GRAM_CHOLESKY], damping)
 
-        return layer_directions(self.layers, momenta, direction)
+        directions = layer_directions(self.layers, momenta, direction)
+        if is_distributed() and self.distributed_fisher == DistributedFisher.local:
+            # the mean of the ranks' directions, so that the weights stay the same everywhere
+            examples = self.state[SCHEDULE].get(LOCAL_FISHER_EXAMPLES, 1)
+            weighted_mean_(list(directions.values()), examples)
+        return directions

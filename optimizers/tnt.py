@@ -18,6 +18,14 @@ not k times. `fisher: empirical` uses the true-label gradient instead (TNT-EF). 
 warm start, momentum and decay: optimizers.base; after a warm start, step 0 keeps the warm
 start's statistics, as the authors' TNT does (the TNT code's utils_shampoo.py l.415-419).
 
+Data parallel (optimizers.distributed): the statistic g_bar is a mean over the batch, so the
+global batch's is the weighted mean of the ranks' sum_r (n_r / N) g_bar_r: the sampled-label
+gradients of `torch.autograd.grad` are all-reduced so (one all-reduce of a gradient's size,
+optimizers.base._statistic_gradients) before the mode Grams; with `fisher: empirical` the
+statistic is `.grad`, which the closure has already reduced. Every rank then computes the
+same H_i; the inverses are divided among the ranks by their cost d^3, computed on their
+owners in one batched call and broadcast (sum_i d_i^2 numbers per refresh).
+
 Note: the statistic is the gradient of the loss alone; a coupled `l2` term enters the
 momentum, not the statistic (it is not part of the model's Fisher).
 """
@@ -33,7 +41,7 @@ import torch
 from torch import Tensor
 
 from optimizers.base import CurvatureOptimizer, Fisher, parse_choice
-from optimizers.linalg import damped_inverses, damping_only, outcome_value
+from optimizers.linalg import damped_inverses, damping_only
 from optimizers.precision import MatmulPrecision
 from optimizers.statistics import accumulate_gram_average
 from optimizers.tensor_modes import ConvReshape, mode_shape, precondition, unfolding
@@ -133,24 +141,33 @@ class TNT(CurvatureOptimizer):
 
     def _update_inverses(self) -> None:
         """All factors of all parameters in one batched call (optimizers.linalg: one kernel
-        per factor shape and one host read, instead of a few kernels and reads per factor)."""
+        per factor shape and one host read, instead of a few kernels and reads per factor);
+        data parallel, each rank's share in one call (module docstring)."""
         groups = self._group_of()
         states = self._states_with(FACTORS)
         normalised = {id(state): trace_normalised(state[FACTORS]) for _, state in states}
         matrices = [u for _, state in states for u in normalised[id(state)]]
         dampings = [groups[p]["eps"] for p, state in states for _ in state[FACTORS]]
-        outcomes = iter(damped_inverses(matrices, dampings))
-        for p, state in states:
-            eps = groups[p]["eps"]
-            previous = state.get(PRECONDITIONERS, [None] * len(state[FACTORS]))
-            state[PRECONDITIONERS] = [
-                self._inverse_or_previous(
-                    partial(outcome_value, next(outcomes)),
-                    before,
-                    partial(damping_only, factor, eps),
-                )
-                for factor, before in zip(normalised[id(state)], previous, strict=True)
-            ]
+        previous = [
+            before
+            for _, state in states
+            for before in state.get(PRECONDITIONERS, [None] * len(state[FACTORS]))
+        ]
+        inverses = iter(
+            self._inverses_or_previous(
+                matrices,
+                lambda indices: damped_inverses(
+                    [matrices[i] for i in indices], [dampings[i] for i in indices]
+                ),
+                previous,
+                [
+                    partial(damping_only, matrix, damping)
+                    for matrix, damping in zip(matrices, dampings, strict=True)
+                ],
+            )
+        )
+        for _, state in states:
+            state[PRECONDITIONERS] = [next(inverses) for _ in state[FACTORS]]
 
     def _directions(
         self, momenta: dict[Tensor, Tensor], gradients: dict[Tensor, Tensor]

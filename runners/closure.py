@@ -18,6 +18,8 @@ curvature-aware methods need, so they need no other hook into the runner:
     calls                 how many times the mini-batch was evaluated this step (the closure or
                           forward()). Calling either again evaluates the same mini-batch at the
                           current weights (K-BFGS's second pass).
+    batch_size            the examples of this mini-batch (this rank's slice of the global
+                          batch when data parallel)
     autocast              None (the default): everything in the parameters' precision; a
                           dtype (torch.bfloat16, trainer.precision=bfloat16): every call's
                           forward pass and loss, and sampled_loss(), run under
@@ -31,6 +33,22 @@ recommends, so the gradients of float32 parameters are float32. `outputs` are th
 forward pass's bfloat16 outputs: sampled_loss() draws its labels from them read in float32
 and computes its loss on them under the same autocast. The curvature capture casts what it
 records to the weights' precision (optimizers.curvature.layers), so statistics are float32.
+
+Data parallel (torch.distributed initialised with more than one rank; docs/optimizers.md,
+"Data parallel"): each rank's closure holds its own slice of n_r examples of the global
+mini-batch of N = sum_r n_r. After the backward pass, calling the closure replaces every
+parameter's `.grad` by the global batch's gradient and returns the global batch's loss, both
+as the weighted mean sum_r (n_r / N) x_r over the ranks (optimizers.distributed.weighted_mean_:
+one all-reduce for all gradients and the loss, the count riding along), so every rank takes
+the same step from the same gradient and agrees on the divergence check. This is
+DistributedDataParallel's gradient all-reduce, done here for every method rather than by
+wrapping the model in DDP, because the curvature methods need their hooks on the bare module
+and run backward passes that DDP's reducer does not support (the sampled-label pass to the
+layer outputs, K-BFGS's second pass); for torch.optim's optimizers it is the same as DDP
+(without DDP's overlap of the all-reduce with the backward pass). `forward()` returns this
+rank's loss with its graph, and `sampled_loss()` this rank's sampled loss: their callers
+reduce what they need (optimizers.base, optimizers.kbfgs). Without a process group, or with
+one rank, nothing of this runs.
 """
 
 from __future__ import annotations
@@ -41,6 +59,7 @@ import torch
 from torch import Tensor, nn
 
 from models.likelihoods import Likelihood
+from optimizers.distributed import is_distributed, weighted_mean_
 from optimizers.phases import phase
 
 
@@ -78,7 +97,21 @@ class StepClosure:
             self.model.zero_grad(set_to_none=True)
             loss = self.forward()
             loss.backward(retain_graph=self.retain_graph)  # outside autocast, as PyTorch advises
+        if is_distributed():
+            return self._global_loss_and_gradients(loss.detach())
         return loss.detach()
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.inputs)
+
+    def _global_loss_and_gradients(self, loss: Tensor) -> Tensor:
+        """`.grad` <- the global batch's gradient and the global batch's loss, both the
+        weighted mean over the ranks in one all-reduce (module docstring)."""
+        gradients = [p.grad for p in self.model.parameters() if p.grad is not None]
+        global_loss = loss.to(gradients[0].dtype if gradients else loss.dtype).clone()
+        weighted_mean_([*gradients, global_loss.reshape(1)], self.batch_size)
+        return global_loss.to(loss.dtype)
 
     def forward(self) -> Tensor:
         """The true-label loss at the current weights, with its graph (no backward pass)."""

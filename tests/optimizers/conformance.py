@@ -157,6 +157,10 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
                 "Invalid conv_gradients value: 'x' (choose from averaged, exact)",
             ),
             Invalid({"fisher": "true"}, "Invalid fisher value: 'true' (choose from sampled, "),
+            Invalid(
+                {"distributed_fisher": "both"},
+                "Invalid distributed_fisher value: 'both' (choose from global, local)",
+            ),
         ),
         deterministic={"fisher": "empirical"},
     ),
