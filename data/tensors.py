@@ -61,6 +61,15 @@ class BatchAugmentation(Protocol):
     def apply(self, inputs: Tensor, draws: Tensor) -> Tensor: ...
 
 
+def rank_slice(size: int, rank: int, world_size: int) -> slice:
+    """Rank `rank`'s contiguous part of `size` items shared by `world_size` ranks, sized as
+    np.array_split sizes them (the first `size % world_size` ranks one item more), so that the
+    parts of ranks 0, 1, ... are consecutive and make up all `size` items."""
+    base, extra = divmod(size, world_size)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (1 if rank < extra else 0))
+
+
 class ShuffledBatches:
     """Mini-batches of (inputs, targets) in a fresh random order every epoch.
 
@@ -71,6 +80,11 @@ class ShuffledBatches:
     state, and a run resumed at any epoch boundary draws the same batches as an uninterrupted
     one. The last incomplete batch is dropped (`drop_last`), so every step sees exactly
     `batch_size` examples.
+
+    In a data-parallel run (`world_size` > 1) `batch_size` is the global mini-batch: every
+    rank draws the same order, and rank `rank` gets its contiguous slice of each global batch
+    (`rank_slice`), so the global batches, and with them the method, are those of one process
+    whatever the number of ranks.
     """
 
     def __init__(
@@ -80,6 +94,8 @@ class ShuffledBatches:
         batch_size: int,
         seed: int,
         augmentation: BatchAugmentation | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"Invalid batch size: {batch_size}")
@@ -89,8 +105,16 @@ class ShuffledBatches:
             )
         self.inputs, self.targets = inputs, targets
         self.batch_size, self.seed = batch_size, seed
+        if batch_size < world_size:
+            raise ValueError(
+                f"batch size {batch_size} is smaller than the {world_size} processes: "
+                "each needs at least one example of every mini-batch"
+            )
         self.augmentation = augmentation
         self.steps_per_epoch = inputs.shape[0] // batch_size
+        self.rank, self.world_size = rank, world_size
+        # this rank's rows within each global batch
+        self.part = rank_slice(batch_size, rank, world_size)
 
     def epoch(self, epoch: int) -> EpochBatches:
         """The batches of one epoch (epoch -1 is the warm start's own order)."""
@@ -112,9 +136,10 @@ class EpochBatches:
     draws: Tensor | None
 
     def batch(self, index: int) -> tuple[Tensor, Tensor]:
-        """The index-th mini-batch of the epoch, augmented when the data set says so."""
-        size = self.batches.batch_size
-        positions = slice(index * size, (index + 1) * size)
+        """The index-th mini-batch of the epoch (this rank's slice of it), augmented when the
+        data set says so."""
+        size, part = self.batches.batch_size, self.batches.part
+        positions = slice(index * size + part.start, index * size + part.stop)
         rows = self.order[positions]
         inputs = self.batches.inputs[rows]
         if self.draws is not None:

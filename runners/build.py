@@ -32,6 +32,7 @@ from data.tensors import ShuffledBatches, Split
 from models.likelihoods import Likelihood, make_likelihood
 from models.task import Task
 from runners.config_schema import LRSchedule, TrainerConfig
+from runners.distributed import SINGLE, World
 from runners.schedules import build_scheduler
 
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
@@ -230,10 +231,16 @@ def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
     return _optimizer(cfg, model, wants_model)
 
 
-def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
-    """Everything a run needs, checked; raises UserInputError before any training."""
+def build_run(
+    cfg: DictConfig, model_name: str, dataset_name: str, world: World = SINGLE
+) -> BuiltRun:
+    """Everything a run needs, checked; raises UserInputError before any training. In a
+    data-parallel run (`world`) on this rank's device, with this rank's slice of every
+    mini-batch."""
     check_trainer(cfg.trainer)
     device = resolve_device(cfg.device)
+    if world.distributed and world.device is not None and device.type == world.device.type:
+        device = world.device  # cuda:LOCAL_RANK (runners.distributed)
     model_class = locate_target(cfg.model._target_, "model")
     task = getattr(model_class, "TASK", None)
     if not isinstance(task, Task):
@@ -270,6 +277,8 @@ def build_run(cfg: DictConfig, model_name: str, dataset_name: str) -> BuiltRun:
             cfg.trainer.batch_size,
             seed=cfg.seed,
             augmentation=augmentation,
+            rank=world.rank,
+            world_size=world.size,
         )
     except ValueError as error:
         raise UserInputError(f"trainer.batch_size: {error}") from error

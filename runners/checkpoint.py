@@ -3,7 +3,8 @@
 Saved at epoch boundaries (every trainer.checkpoint_every_epochs), after the warm start, and
 at the step where a SIGTERM / SIGINT stopped the run: the model, optimizer and LR-scheduler
 states, the trainer's progress (steps, clocks, metric lines written, best values) and
-torch's random states (the sampled Fisher draws from them). Mini-batch order needs no state:
+torch's random states (the sampled Fisher draws from them; in a data-parallel run every
+rank's, as `random_ranks`). Mini-batch order needs no state:
 it is a function of (seed, epoch) (data.tensors.ShuffledBatches), so a run resumes in the
 middle of an epoch too. On CPU a resumed run therefore logs the same numbers as an
 uninterrupted one.
@@ -72,6 +73,15 @@ class LoadedCheckpoint:
     state: dict[str, Any] | None  # None: no readable checkpoint
     path: Path | None
     unreadable: list[str]  # "<file>: <reason>" of each checkpoint that could not be read
+    # the file's bytes: what rank 0 of a data-parallel run sends the other ranks, which load
+    # them as they would load the file (runners.run)
+    raw: bytes | None = None
+
+
+def load_checkpoint_bytes(raw: bytes, device: torch.device) -> dict[str, Any]:
+    """A checkpoint read from its bytes onto `device` (as load_checkpoint reads its file)."""
+    # The bytes are the harness's own checkpoint (see load_checkpoint): full unpickling.
+    return torch.load(io.BytesIO(raw), map_location=device, weights_only=False)
 
 
 def load_checkpoint(path: Path, device: torch.device) -> LoadedCheckpoint:
@@ -84,7 +94,8 @@ def load_checkpoint(path: Path, device: torch.device) -> LoadedCheckpoint:
         try:
             # The file is the harness's own, written into the run directory: full unpickling
             # is safe and needed for optimizer states that hold Python objects.
-            state = torch.load(candidate, map_location=device, weights_only=False)
+            raw = candidate.read_bytes()
+            state = load_checkpoint_bytes(raw, device)
         except Exception as error:  # a damaged file fails in zipfile, pickle, torch, ...
             unreadable.append(f"{candidate.name}: {type(error).__name__}: {error}".strip())
             continue
@@ -92,5 +103,5 @@ def load_checkpoint(path: Path, device: torch.device) -> LoadedCheckpoint:
         if missing:
             unreadable.append(f"{candidate.name}: not a sobench checkpoint (no {missing[0]})")
             continue
-        return LoadedCheckpoint(state, candidate, unreadable)
+        return LoadedCheckpoint(state, candidate, unreadable, raw)
     return LoadedCheckpoint(None, None, unreadable)

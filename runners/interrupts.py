@@ -11,6 +11,15 @@ handled stops at once (the run then resumes from its last checkpoint).
 
 Where a launcher (submitit) had its own handler for a signal, that handler runs after the
 checkpoint is written, so that it can requeue the job as it would have.
+
+A data-parallel run (runners.distributed) must stop every rank at the same step: a rank that
+stopped alone would leave the others waiting in the next collective. torchrun forwards its
+SIGTERM to every rank and SLURM signals every task, but not at the same step, and a user may
+signal one rank only. So the flag is never acted on alone: the trainer all-reduces (max) each
+rank's signal number at every step boundary (runners.trainer), every rank adopts the result
+(`StopRequest.adopt`), rank 0 checkpoints at that step, and every rank raises RunInterrupted
+and exits with the same status. A rank blocked in a collective when signalled only sets the
+flag (Python runs the handler when the collective returns), so it reaches the boundary too.
 """
 
 from __future__ import annotations
@@ -56,6 +65,12 @@ class StopRequest:
         if signum == signal.SIGINT and self.signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: stop now
         self.signum = signum
+
+    def adopt(self, signum: int) -> None:
+        """Stop as if `signum` had arrived here: another rank of a data-parallel run got it
+        (a signal of this process's own, if any, is kept)."""
+        if self.signum is None:
+            self.signum = signum
 
     def pass_on(self) -> None:
         """Run the handler a launcher had installed for the signal that stopped the run

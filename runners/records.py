@@ -65,11 +65,14 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 class RunRecords:
     def __init__(self, run_dir: Path) -> None:
-        self.run_dir = Path(run_dir)
+        self._name_files(run_dir)
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise RecordsWriteError(self.run_dir, error) from error
+
+    def _name_files(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
         self.config_path = self.run_dir / CONFIG_FILE
         self.metrics_path = self.run_dir / METRICS_FILE
         self.summary_path = self.run_dir / SUMMARY_FILE
@@ -135,3 +138,42 @@ class RunRecords:
             path.unlink(missing_ok=True)
         for path in self.run_dir.glob("checkpoint*.pt"):
             path.unlink()
+
+
+class RankRecords(RunRecords):
+    """The records as a rank other than 0 of a data-parallel run sees them: rank 0 reads and
+    writes the run directory (runners.distributed), so here every write does nothing and
+    every read finds nothing; the directory need not even exist on this rank's node."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self._name_files(run_dir)
+
+    def read_summary(self) -> dict[str, Any] | None:
+        return None
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        pass
+
+    def write_config(self, cfg: DictConfig) -> None:
+        pass
+
+    def write_environment(self, environment: dict[str, Any]) -> None:
+        pass
+
+    def write_error(self, text: str) -> None:
+        pass
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        pass
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        return []
+
+    def truncate_metrics(self, lines: int) -> None:
+        pass
+
+    def discard_metrics(self) -> int:
+        return 0
+
+    def discard_progress(self) -> None:
+        pass

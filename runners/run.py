@@ -12,6 +12,15 @@ another process, or one the file system will not let us write, is one line; a st
 checkpoints (runners.interrupts). An error of the harness itself (a bug) is one line too,
 with the traceback in <run_dir>/error.txt. Every outcome is a RunOutcome, which the entry
 point turns into an exit status and a sweep into its summary (runners.sweeper).
+
+A data-parallel run (runners.distributed: torchrun, SLURM) runs this on every rank with the
+same decisions: rank 0 alone holds the lock and reads the run directory, and broadcasts what
+it found (the lock's outcome, the previous summary, the checkpoint's bytes), so all ranks
+skip, resume or start alike; a bad input on any rank fails every rank with its message.
+Every rank then builds its part of the run, loads the same checkpoint and trains; rank 0
+alone writes records (RankRecords elsewhere), the checkpoint and W&B. `world_size` is
+recorded in summary.json and environment.json; it is not part of the run's identity, so a
+run resumes on another number of processes.
 """
 
 from __future__ import annotations
@@ -19,20 +28,22 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from contract.records import FAILED, FINAL_STATUSES, INTERRUPTED, MACHINE_LOAD
 from runners.build import UserInputError, build_run, parameter_count
-from runners.checkpoint import load_checkpoint
+from runners.checkpoint import LoadedCheckpoint, load_checkpoint, load_checkpoint_bytes
+from runners.distributed import SINGLE, World, rank_seed
 from runners.environment import collect_environment
 from runners.interrupts import RunInterrupted, stop_on_signals
 from runners.progress import progress_bar
-from runners.records import RecordsWriteError, RunRecords
+from runners.records import RankRecords, RecordsWriteError, RunRecords
 from runners.run_lock import RunDirectoryBusy, run_directory_lock
 from runners.trainer import Trainer
 from runners.wandb_sink import WandbSink
@@ -75,28 +86,49 @@ def _wandb_id(identity: RunIdentity, attempt: int) -> str:
     return identity.run_id if attempt == 0 else f"{identity.run_id}-{attempt}"
 
 
-def execute_run(cfg: DictConfig, run_dir: Path, identity: RunIdentity) -> RunOutcome:
-    """Run (or skip, or resume) one configured run in run_dir. Raises only RunInterrupted
-    and KeyboardInterrupt (a stop asked for: the sweep stops too)."""
-    try:
-        records = RunRecords(run_dir)
-        with run_directory_lock(records.run_dir, cfg.trainer.lock_wait_s):
-            return _execute_locked(cfg, records, identity)
-    except RunDirectoryBusy as busy:
-        log.error("%s", busy)
-        return RunOutcome(BUSY, str(run_dir), str(busy))
-    except RecordsWriteError as error:
-        reason = (
-            f"{error}. Free space or fix the permissions (or choose another "
-            "paths.runs_dir), then rerun the same command: it resumes from its last checkpoint"
-        )
-        log.error("%s", reason)
-        return RunOutcome(FAILED, str(run_dir), reason)
+def _unwritable(run_dir: Path, error: RecordsWriteError) -> RunOutcome:
+    reason = (
+        f"{error}. Free space or fix the permissions (or choose another "
+        "paths.runs_dir), then rerun the same command: it resumes from its last checkpoint"
+    )
+    log.error("%s", reason)
+    return RunOutcome(FAILED, str(run_dir), reason)
 
 
-def _execute_locked(cfg: DictConfig, records: RunRecords, identity: RunIdentity) -> RunOutcome:
+def execute_run(
+    cfg: DictConfig, run_dir: Path, identity: RunIdentity, world: World = SINGLE
+) -> RunOutcome:
+    """Run (or skip, or resume) one configured run in run_dir, as one rank of `world` (one
+    process by default). Raises only RunInterrupted and KeyboardInterrupt (a stop asked for:
+    the sweep stops too)."""
+    with ExitStack() as held:
+        outcome = None
+        try:
+            if world.is_main:
+                records: RunRecords = RunRecords(run_dir)
+                held.enter_context(run_directory_lock(records.run_dir, cfg.trainer.lock_wait_s))
+            else:
+                records = RankRecords(run_dir)
+        except RunDirectoryBusy as busy:
+            log.error("%s", busy)
+            outcome = RunOutcome(BUSY, str(run_dir), str(busy))
+        except RecordsWriteError as error:
+            outcome = _unwritable(run_dir, error)
+        outcome = world.broadcast_object(outcome)  # every rank leaves, or none
+        if outcome is not None:
+            return outcome
+        try:
+            return _execute_locked(cfg, records, identity, world)
+        except RecordsWriteError as error:  # rank 0's: the others fail on its exit
+            return _unwritable(run_dir, error)
+
+
+def _execute_locked(
+    cfg: DictConfig, records: RunRecords, identity: RunIdentity, world: World
+) -> RunOutcome:
     run_dir = records.run_dir
-    previous = records.read_summary() or {}
+    # rank 0's reading of the directory decides for every rank
+    previous = world.broadcast_object(records.read_summary() or {})
     attempt = int(previous.get("attempt", 0))
     if previous.get("status") in FINAL_STATUSES and not cfg.trainer.force:
         log.info(
@@ -114,30 +146,60 @@ def _execute_locked(cfg: DictConfig, records: RunRecords, identity: RunIdentity)
         "wandb_id": _wandb_id(identity, attempt),
         "started_at": previous.get("started_at") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "run_dir": str(run_dir),
+        "world_size": world.size,
     }
+    built, problem = None, None
     try:
-        built = build_run(cfg, identity.model, identity.dataset)
+        built = build_run(cfg, identity.model, identity.dataset, world)
     except UserInputError as error:
-        records.write_summary({**summary_identity, "status": FAILED, "error": str(error)})
-        log.error("%s", error)
-        return RunOutcome(FAILED, str(run_dir), str(error), user_error=True)
+        problem = str(error)
+    if world.distributed:  # a bad input on any rank fails them all, with the first message
+        problem = next((p for p in world.all_gather_object(problem) if p is not None), None)
+    if problem is not None or built is None:
+        records.write_summary({**summary_identity, "status": FAILED, "error": problem})
+        log.error("%s", problem)
+        return RunOutcome(FAILED, str(run_dir), problem, user_error=True)
+    if world.distributed:
+        # every rank starts from rank 0's weights (they are equal already: the same seed);
+        # and draws its own random numbers (sampled labels), rank 0 those of one process
+        world.broadcast_tensors([*built.model.parameters(), *built.model.buffers()])
+        if not world.is_main:
+            torch.manual_seed(rank_seed(cfg.seed, world.rank))
     summary_identity["parameters"] = parameter_count(built.model)
     records.write_config(cfg)
-    records.write_environment(collect_environment(built.device))
+    records.write_environment({**collect_environment(built.device), "world_size": world.size})
 
     with stop_on_signals() as stop:
-        trainer = Trainer(built, cfg.trainer, records, summary_identity, stop=stop)
-        _resume_or_restart(trainer, records, built.device)
+        trainer = Trainer(
+            built, cfg.trainer, records, summary_identity, stop=stop, world=world, seed=cfg.seed
+        )
+        _resume_or_restart(trainer, records, built.device, world)
         description = f"{identity.optimizer} {identity.model}/{identity.dataset} s{identity.seed}"
-        with progress_bar(
-            cfg.trainer.progress_bar, description, trainer.total_steps, trainer.progress.step
-        ) as bar:
+        show_bar = cfg.trainer.progress_bar if world.is_main else False
+        with progress_bar(show_bar, description, trainer.total_steps, trainer.progress.step) as bar:
             trainer.bar = bar
             return _train(cfg, trainer, records, identity, summary_identity)
 
 
-def _resume_or_restart(trainer: Trainer, records: RunRecords, device: Any) -> None:
-    loaded = load_checkpoint(records.checkpoint_path, device)
+def _shared_checkpoint(records: RunRecords, device: Any, world: World) -> LoadedCheckpoint:
+    """The checkpoint rank 0 reads, on every rank: rank 0 chooses (the newest readable one)
+    and sends its bytes, which every other rank loads onto its own device; so all resume from
+    the same file, and only rank 0's node needs the run directory."""
+    loaded = load_checkpoint(records.checkpoint_path, device) if world.is_main else None
+    if not world.distributed:
+        assert loaded is not None
+        return loaded
+    raw, path, unreadable = world.broadcast_object(
+        None if loaded is None else (loaded.raw, loaded.path, loaded.unreadable)
+    )
+    if loaded is None:
+        state = None if raw is None else load_checkpoint_bytes(raw, device)
+        loaded = LoadedCheckpoint(state, path, unreadable)
+    return loaded
+
+
+def _resume_or_restart(trainer: Trainer, records: RunRecords, device: Any, world: World) -> None:
+    loaded = _shared_checkpoint(records, device, world)
     for problem in loaded.unreadable:
         log.warning("%s: checkpoint unreadable: %s", records.run_dir, problem)
     if loaded.state is not None:
@@ -168,7 +230,7 @@ def _train(
 ) -> RunOutcome:
     run_dir = records.run_dir
     sink = None
-    if cfg.logger.wandb:
+    if cfg.logger.wandb and trainer.world.is_main:
         sink = WandbSink(
             cfg.logger,
             run_dir,
@@ -179,6 +241,7 @@ def _train(
             config={
                 **OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
                 "run": asdict(identity),
+                "world_size": trainer.world.size,
             },
         )
         sink.replay(records.read_metrics())

@@ -16,11 +16,19 @@ run can end is one line on the console, never a traceback (runners.run), and an 
 In a sweep every job runs whatever the others did: a failed job is one line when it fails,
 and the sweep ends with one summary of all its jobs (runners.sweeper), exit status 1 when a
 job failed. A stop signal stops the whole sweep after checkpointing the current job.
+
+Data parallel, one run on G processes (runners.distributed; README, "Several GPUs or nodes"):
+
+    torchrun --standalone --nproc-per-node=G -m runners.train [overrides]
+    python -m runners.train -m hydra/launcher=slurm hydra.launcher.tasks_per_node=G ...
+
+Every rank exits with the same status; only rank 0 writes and prints (others: errors only).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +40,7 @@ from omegaconf import DictConfig
 
 from contract.records import FAILED
 from runners.config_schema import register_configs
+from runners.distributed import distributed_world
 from runners.environment import flush_denormals
 from runners.interrupts import RunInterrupted
 from runners.run import BUSY, RunIdentity, RunOutcome, execute_run
@@ -108,19 +117,28 @@ def exit_status(outcome: RunOutcome) -> int:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> RunOutcome:
     hydra_cfg = HydraConfig.get()
-    try:
-        outcome = execute_run(cfg, Path(hydra_cfg.runtime.output_dir), identify(cfg))
-    except RunInterrupted as interrupted:
-        log.warning("%s: %s", hydra_cfg.runtime.output_dir, interrupted)
-        interrupted.request.pass_on()  # a launcher's own handler (submitit requeues there)
-        sys.exit(interrupted.exit_status)
+    # the process group (several processes) for this run, destroyed when it ends
+    with distributed_world(str(cfg.device)) as world:
+        try:
+            outcome = execute_run(cfg, Path(hydra_cfg.runtime.output_dir), identify(cfg), world)
+        except RunInterrupted as interrupted:
+            log.warning("%s: %s", hydra_cfg.runtime.output_dir, interrupted)
+            interrupted.request.pass_on()  # a launcher's own handler (submitit requeues there)
+            sys.exit(interrupted.exit_status)
     if hydra_cfg.mode != RunMode.MULTIRUN and exit_status(outcome):
         sys.exit(exit_status(outcome))
     return outcome  # a sweep's job: the sweeper counts it (runners.sweeper)
 
 
+# Hydra settings of ranks other than 0 under torchrun: no .hydra/ copy of the config and no
+# log file in the run directory (rank 0 writes both). Not part of the run's identity.
+OTHER_RANKS_HYDRA = ("hydra.output_subdir=null", "hydra/job_logging=stdout")
+
+
 def cli() -> None:
     """`python -m runners.train`: Hydra's main, with Ctrl-C outside a run as one line."""
+    if int(os.environ.get("RANK", "0") or 0) > 0:
+        sys.argv += OTHER_RANKS_HYDRA
     try:
         main()
     except KeyboardInterrupt:

@@ -31,6 +31,17 @@ error, so a sweep goes on. A stop request (SIGTERM, Ctrl-C) between two steps sa
 checkpoint at that step, records `interrupted` and raises RunInterrupted; the mini-batch
 order is a function of (seed, epoch), so the rerun continues inside the epoch.
 
+In a data-parallel run (runners.distributed) every rank runs this loop on its slice of each
+global mini-batch, and every branch that ends a loop is taken by all ranks alike, or one
+rank would wait forever in a collective the others have left. So a stop request, the time
+budget and a non-finite loss are agreed on: after every step (and every warm-start batch,
+and before every epoch), one all-reduce (max) of this rank's signal number, time-spent flag
+and non-finite flag; every rank then stops at the same step, whichever of them was signalled
+(torchrun and SLURM signal all of them, a user may signal one), and rank 0 checkpoints there.
+Every rank computes the same records (losses and evaluations are global); rank 0 writes them.
+A checkpoint holds every rank's random state; a run resumed on as many ranks restores each
+its own, on another number of ranks rank 0 restores its own and the others draw afresh.
+
 `trainer.precision=bfloat16` runs the forward pass and loss of every step's closure (the
 warm start's too) and of every evaluation under bfloat16 autocast (runners.closure), so that
 training and evaluation metrics come from the same model arithmetic.
@@ -79,6 +90,7 @@ from runners.checkpoint import random_states, restore_random_states, save_checkp
 from runners.clock import StepClock, timed_outside_training
 from runners.closure import StepClosure
 from runners.config_schema import Precision, TrainerConfig
+from runners.distributed import SINGLE, World, rank_seed
 from runners.evaluate import evaluate, has_batch_norm
 from runners.interrupts import RunInterrupted, StopRequest
 from runners.machine_load import load_1min, load_summary
@@ -143,6 +155,8 @@ class Trainer:
         sinks: list[Any] | None = None,
         stop: StopRequest | None = None,
         bar: ProgressBar | None = None,
+        world: World = SINGLE,
+        seed: int = 0,
     ) -> None:
         self.built, self.cfg, self.records = built, cfg, records
         self.identity = identity
@@ -153,11 +167,15 @@ class Trainer:
         self.autocast = AUTOCAST_DTYPES[Precision(cfg.precision)]
         self.progress = Progress()
         self.resumed = False
+        self.world, self.seed = world, seed
+        # data parallel: what the ranks agreed at the latest agreement point (_agree)
+        self._agreed_signum: int | None = None
+        self._agreed_time_spent = False
 
     # ----------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         scheduler = self.built.scheduler
-        return {
+        state = {
             "model": self.built.model.state_dict(),
             "optimizer": self.built.optimizer.state_dict(),
             "scheduler": None if scheduler is None else scheduler.state_dict(),
@@ -165,6 +183,9 @@ class Trainer:
             "clock": self.clock.state_dict(),
             "random": random_states(),
         }
+        if self.world.distributed:  # a collective: every rank saves at the same points
+            state["random_ranks"] = self.world.all_gather_object(random_states())
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint; metric records written after it are dropped."""
@@ -174,12 +195,20 @@ class Trainer:
             self.built.scheduler.load_state_dict(state["scheduler"])
         self.progress = Progress(**state["progress"])
         self.clock.load_state_dict(state["clock"])
-        restore_random_states(state["random"])
+        ranks = state.get("random_ranks")
+        if ranks is not None and len(ranks) == self.world.size:
+            restore_random_states(ranks[self.world.rank])
+        elif self.world.is_main:
+            restore_random_states(state["random"])
+        else:  # resumed on another number of ranks: a stream of its own from this step on
+            torch.manual_seed(rank_seed(self.seed + self.progress.step, self.world.rank))
         self.records.truncate_metrics(self.progress.metric_lines)
         self.resumed = True
 
     def save_checkpoint(self) -> None:
-        save_checkpoint(self.records.checkpoint_path, self.state_dict())
+        state = self.state_dict()  # on every rank (it gathers their random states)
+        if self.world.is_main:
+            save_checkpoint(self.records.checkpoint_path, state)
 
     @property
     def total_steps(self) -> int | None:
@@ -194,6 +223,7 @@ class Trainer:
         reset_peak_memory(self.built.device)
         self._sample_load()
         self.write_summary(RUNNING)
+        self._agree(time_spent=self._clock_spent())
         if not self.resumed:
             if not self._evaluate_and_log():
                 return self._finish(DIVERGED)
@@ -208,7 +238,7 @@ class Trainer:
                 self.progress.epoch += 1
                 if self.built.scheduler is not None:
                     self.built.scheduler.step()
-            elif self.stop.requested:
+            elif self._stopping():
                 continue  # stopped inside the epoch: checkpoint at this step, at the loop top
             last = self._budget_spent()
             evaluate_now = last or self.progress.epoch % self.cfg.eval_every_epochs == 0
@@ -219,9 +249,36 @@ class Trainer:
                 self.write_summary(RUNNING)
         return self._finish(COMPLETED)
 
+    def _stopping(self) -> bool:
+        """Whether a stop was requested: this process's flag, or in a data-parallel run what
+        the ranks agreed at the latest agreement point (the flag may have been set since on
+        one rank only)."""
+        if not self.world.distributed:
+            return self.stop.requested
+        return self._agreed_signum is not None
+
+    def _agree(self, time_spent: bool | None = None, nonfinite: bool = False) -> bool:
+        """Data parallel: one all-reduce (max) of this rank's stop signal, time-spent flag and
+        non-finite flag, so that every rank takes the same branch after it; returns whether a
+        rank saw a non-finite loss. One process: nothing (its flags are read directly).
+        `time_spent` None keeps the time-spent flag last agreed."""
+        if not self.world.distributed:
+            return nonfinite
+        if time_spent is None:
+            time_spent = self._agreed_time_spent
+        signum, spent, bad = self.world.max_of(
+            [self.stop.signum or 0, float(time_spent), float(nonfinite)]
+        )
+        if signum and self._agreed_signum is None:
+            self._agreed_signum = int(signum)
+            self.stop.adopt(int(signum))  # a rank that was not signalled exits alike
+        self._agreed_time_spent = bool(spent)
+        return bool(bad)
+
     def _stop_if_requested(self) -> None:
         """Between steps: on a stop request, checkpoint here and raise RunInterrupted."""
-        if not self.stop.requested:
+        self._agree()  # a signal that came during the evaluation or the checkpoint
+        if not self._stopping():
             return
         self.save_checkpoint()
         self.write_summary(INTERRUPTED, signal=self.stop.name)
@@ -238,6 +295,13 @@ class Trainer:
         return epochs_spent or self._time_spent()
 
     def _time_spent(self) -> bool:
+        """Whether the time budget is spent: by this process's clock, or in a data-parallel
+        run as the ranks agreed at the latest step (their clocks differ a little)."""
+        if self.world.distributed:
+            return self._agreed_time_spent
+        return self._clock_spent()
+
+    def _clock_spent(self) -> bool:
         return self.cfg.max_time_s is not None and self.clock.train_s >= self.cfg.max_time_s
 
     def _train_epoch(self) -> bool:
@@ -260,18 +324,21 @@ class Trainer:
                     "it must return the closure's loss, as torch.optim does"
                 )
             self.progress.step += 1
-            if not self._record_loss(float(loss)):
+            value = float(loss)
+            elsewhere = self._agree(self._clock_spent(), not math.isfinite(value))
+            if not self._record_loss(value, diverged_elsewhere=elsewhere):
                 return False
             self.bar.step(self._position()[EPOCH], self.progress.loss_ema, self.clock.train_s)
-            if self._time_spent() or self.stop.requested:
+            if self._time_spent() or self._stopping():
                 return False
         return True
 
-    def _record_loss(self, loss: float) -> bool:
-        """Update the loss EMA and log every log_every_steps; False when the loss diverged."""
+    def _record_loss(self, loss: float, diverged_elsewhere: bool = False) -> bool:
+        """Update the loss EMA and log every log_every_steps; False when the loss diverged
+        (here, or on another rank of a data-parallel run)."""
         decay, ema = self.cfg.loss_ema_decay, self.progress.loss_ema
         self.progress.loss_ema = loss if ema is None else decay * ema + (1.0 - decay) * loss
-        finite = math.isfinite(loss)
+        finite = math.isfinite(loss) and not diverged_elsewhere
         if not finite:
             self.progress.diverged_at_step = self.progress.step
             log.warning(
@@ -294,7 +361,8 @@ class Trainer:
         def closures() -> Iterator[StepClosure]:
             nonlocal used
             for index in range(count):
-                if self.stop.requested:
+                self._agree()
+                if self._stopping():
                     raise WarmStartInterrupted
                 inputs, targets = epoch.batch(index % batches.steps_per_epoch)
                 used += 1
@@ -352,7 +420,13 @@ class Trainer:
 
             def evaluate_on(split: EvalSet) -> dict[str, float]:
                 return evaluate(
-                    built.model, built.likelihood, split, batch, batch_statistics, self.autocast
+                    built.model,
+                    built.likelihood,
+                    split,
+                    batch,
+                    batch_statistics,
+                    self.autocast,
+                    self.world,
                 )
 
             train = evaluate_on(built.train_eval)
