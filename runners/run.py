@@ -241,8 +241,7 @@ def _train(
             config={
                 **OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
                 "run": asdict(identity),
-                "world_size": trainer.world.size,
-            },
+            },  # world_size is in the summary, as in summary.json (not the run's config)
         )
         sink.replay(records.read_metrics())
         trainer.sinks.append(sink)
