@@ -17,6 +17,7 @@ from omegaconf import DictConfig, open_dict
 
 from runners.build import BuiltRun, build_run
 from runners.config_schema import register_configs
+from runners.distributed import SINGLE, World
 from runners.run_identity import register_resolvers
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -111,8 +112,10 @@ def build(
     schedule: tuple[int, int],
     device: str,
     optimizer_settings: tuple[tuple[str, str], ...] = (),
+    world: World = SINGLE,
 ) -> BuiltRun:
     """Model, likelihood, optimizer and batches, as a training run builds them (same seed, so
-    every optimizer starts from the same weights)."""
+    every optimizer starts from the same weights); in a data-parallel benchmark (`world`),
+    this rank's slice of every global mini-batch on this rank's device."""
     cfg = problem_config(problem, optimizer, schedule, device, optimizer_settings)
-    return build_run(cfg, problem.model, problem.dataset)
+    return build_run(cfg, problem.model, problem.dataset, world)

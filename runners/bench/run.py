@@ -20,9 +20,11 @@ from runners.bench.floors import COUNTED_PHASES, LayerShape, layer_shapes, step_
 from runners.bench.overhead import BASELINE, Overhead, harness_overhead
 from runners.bench.problems import PROBLEMS, BenchProblem, build, optimizer_names, paper_schedule
 from runners.bench.report import phases_figure, write_markdown
+from runners.bench.scaling import run_ranks, scaling_markdown, scaling_tables
 from runners.bench.timing import TIMED_PHASES, Contender
 from runners.build import resolve_device
 from runners.config_schema import Precision
+from runners.distributed import SINGLE, World, distributed_world, launch_environment
 from runners.environment import collect_environment, flush_denormals
 from runners.trainer import AUTOCAST_DTYPES
 
@@ -55,6 +57,7 @@ class BenchSettings:
     device: str = "cpu"
     overhead: bool = True  # measure the harness overhead on the first problem
     overhead_rounds: int = 11
+    nproc: int = 1  # > 1: also as that many data-parallel ranks (runners.bench.scaling)
     precision: str = "float32"  # trainer.precision of every step: float32 or bfloat16 autocast
     # (key, YAML value) set on every optimizer that has the key, e.g. matmul_precision
     optimizer_settings: tuple[tuple[str, str], ...] = ()
@@ -72,7 +75,10 @@ class BenchResult:
 
 
 def measure_problem(
-    problem: BenchProblem, settings: BenchSettings, schedule: tuple[int, int] | None
+    problem: BenchProblem,
+    settings: BenchSettings,
+    schedule: tuple[int, int] | None,
+    world: World = SINGLE,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per optimizer (BASELINE first) of the interleaved, schedule-weighted timings
     with the floor ratios, and of the per-phase MACs, GFLOP/s and x floor; `schedule` None:
@@ -82,7 +88,9 @@ def measure_problem(
     for name in names:
         base, variant = split_variant(name)
         own = schedule or paper_schedule(problem, base)
-        built = build(problem, base, own, settings.device, settings.optimizer_settings + variant)
+        built = build(
+            problem, base, own, settings.device, settings.optimizer_settings + variant, world
+        )
         epoch = built.batches.epoch(0)
         batches = [epoch.batch(index) for index in range(built.batches.steps_per_epoch)]
         autocast = AUTOCAST_DTYPES[Precision(settings.precision)]
@@ -200,8 +208,11 @@ def floors_table(
     return pd.DataFrame(rows)
 
 
-def benchmark(settings: BenchSettings) -> BenchResult:
-    result = BenchResult(settings, environment=collect_environment(resolve_device(settings.device)))
+def benchmark(settings: BenchSettings, world: World = SINGLE) -> BenchResult:
+    """Every problem of `settings`; as one rank of a data-parallel group when `world` is one
+    (each rank on its slice of every global mini-batch)."""
+    device = world.device or resolve_device(settings.device)
+    result = BenchResult(settings, environment=collect_environment(device))
     for problem in settings.problems:
         schedule = settings.schedule or problem.schedule
         # a problem can take minutes (VGG16-BN's KFAC refresh alone ~13 s on a 2-core CPU):
@@ -216,7 +227,7 @@ def benchmark(settings: BenchSettings) -> BenchResult:
         start = time.perf_counter()
         torch.manual_seed(0)
         result.tables[problem.name], result.floors[problem.name] = measure_problem(
-            problem, settings, settings.schedule
+            problem, settings, settings.schedule, world
         )
         result.schedules[problem.name] = schedule
         log.info(
@@ -225,11 +236,20 @@ def benchmark(settings: BenchSettings) -> BenchResult:
             time.perf_counter() - start,
             ",".join(settings.optimizers),
         )
-    if settings.overhead and settings.problems:
+    if settings.overhead and settings.problems and not world.distributed:
         result.overhead = harness_overhead(
             settings.problems[0], settings.device, settings.overhead_rounds
         )
     return result
+
+
+def write_tables(result: BenchResult, out: Path) -> None:
+    """bench.csv (the timings) and floors.csv (MACs, GFLOP/s and x floor by phase)."""
+    for name, tables in (("bench.csv", result.tables), ("floors.csv", result.floors)):
+        pd.concat(
+            [table.assign(problem=problem) for problem, table in tables.items()],
+            ignore_index=True,
+        ).to_csv(out / name, index=False)
 
 
 def parse_schedule(text: str) -> tuple[int, int] | None:
@@ -288,6 +308,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=None, help="default: each problem's")
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     parser.add_argument("--batch-size", type=int, default=None, help="override every problem's")
+    parser.add_argument(
+        "--override",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for every problem, e.g. model.encoder_sizes=[16,8]",
+    )
     parser.add_argument("--device", default=defaults.device, help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument(
@@ -304,6 +332,13 @@ def main(argv: list[str] | None = None) -> None:
         choices=[precision.value for precision in Precision],
         default=defaults.precision,
         help="trainer.precision: the forward pass and loss under bfloat16 autocast, or not",
+    )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="also run as this many data-parallel processes at the same global batch "
+        "(torchrun; gloo on CPU, one GPU each on CUDA) and report the speed-up and efficiency",
     )
     parser.add_argument("--no-overhead", action="store_true", help="skip the harness overhead")
     parser.add_argument("--out", type=Path, default=Path("reports/bench"))
@@ -324,9 +359,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     problems = tuple(
-        PROBLEMS[name]
-        if args.batch_size is None
-        else dataclasses.replace(PROBLEMS[name], batch_size=args.batch_size)
+        dataclasses.replace(
+            PROBLEMS[name],
+            batch_size=args.batch_size or PROBLEMS[name].batch_size,
+            overrides=PROBLEMS[name].overrides + tuple(args.overrides),
+        )
         for name in args.problems
     )
     settings = BenchSettings(
@@ -339,20 +376,29 @@ def main(argv: list[str] | None = None) -> None:
         overhead=not args.no_overhead,
         optimizer_settings=tuple(args.optimizer_settings),
         precision=args.precision,
+        nproc=args.nproc,
     )
-    result = benchmark(settings)
     given = sys.argv[1:] if argv is None else argv
-    command = " ".join(["python -m runners.bench", *(shlex.quote(arg) for arg in given)])
     args.out.mkdir(parents=True, exist_ok=True)
+    launched = launch_environment()
+    if launched is not None and launched.world_size > 1:  # one rank of --nproc's run
+        with distributed_world(args.device) as world:
+            ranks_result = benchmark(settings, world)
+            if world.is_main:
+                write_tables(ranks_result, args.out)
+        return
+    result = benchmark(settings)
+    if args.nproc > 1:
+        scaling = scaling_tables(result.tables, run_ranks(given, args.nproc), args.nproc)
+    command = " ".join(["python -m runners.bench", *(shlex.quote(arg) for arg in given)])
     text = write_markdown(result, command, args.out / "bench.md")
-    csv = pd.concat(
-        [table.assign(problem=name) for name, table in result.tables.items()], ignore_index=True
-    )
-    csv.to_csv(args.out / "bench.csv", index=False)
-    floors = pd.concat(
-        [table.assign(problem=name) for name, table in result.floors.items()], ignore_index=True
-    )
-    floors.to_csv(args.out / "floors.csv", index=False)
+    if args.nproc > 1:
+        text += "\n" + scaling_markdown(scaling, args.nproc)
+        (args.out / "bench.md").write_text(text)
+        pd.concat(
+            [table.assign(problem=name) for name, table in scaling.items()], ignore_index=True
+        ).to_csv(args.out / "scaling.csv", index=False)
+    write_tables(result, args.out)
     phases_figure(result, TIMED_PHASES).savefig(args.out / "phases.png", dpi=120)
     print(text)
     written = ", ".join(str(args.out / name) for name in ("bench.md", "bench.csv", "floors.csv"))

@@ -238,3 +238,28 @@ def test_precision_bfloat16_times_steps_under_autocast() -> None:
     assert seen and set(seen) == {torch.bfloat16}
     state = built.optimizer.state[linear.weight]
     assert state["activation_factor"].dtype == torch.float32  # statistics stay float32
+
+
+@pytest.mark.slow  # two torchrun ranks building every contender: ~40 s on 2 cores
+def test_nproc_measures_the_ranks_at_the_same_global_batch_and_the_scaling(
+    tmp_path: Path,
+) -> None:
+    """--nproc 2: the benchmark again as 2 gloo ranks under torchrun, each on half of every
+    global mini-batch; the scaling table compares them with the one-process run."""
+    command = [
+        sys.executable, "-m", "runners.bench", "--problems", "mnist_ae", "--batch-size", "8",
+        "--override", "model.encoder_sizes=[16,8]", "--optimizers", "sgd,kfac",
+        "--rounds", "1", "--schedule", "2/4", "--no-overhead", "--nproc", "2",
+        "--out", str(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    scaling = pd.read_csv(tmp_path / "scaling.csv")
+    assert list(scaling["optimizer"]) == ["sgd", "kfac"]
+    assert (scaling["speed-up"] > 0).all()
+    assert scaling["efficiency"].to_numpy() == pytest.approx(scaling["speed-up"] / 2)
+    # every step all-reduces the gradients (runners.closure), KFAC its statistics too
+    assert (scaling["communication ms"] > 0).all()
+    assert (
+        "Data parallel: 2 processes at the same global batch" in (tmp_path / "bench.md").read_text()
+    )

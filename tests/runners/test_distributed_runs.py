@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -178,9 +179,12 @@ def test_a_two_process_run_records_once_in_the_one_process_runs_directory(
     assert "wandb" not in names and not list(two_dir.glob("*.out"))
 
 
-def test_a_stopped_two_process_run_resumes_to_the_uninterrupted_records(
+def test_a_stopped_two_process_run_resumes_on_two_or_one_processes(
     tmp_path: Path, two_process_reference: list[dict]
 ) -> None:
+    """One stopped run (SIGTERM after a checkpoint), copied: resumed on 2 processes it ends
+    with the uninterrupted 2-process records exactly; resumed on 1 process it completes
+    with every step recorded once (the values after the stop are one process's)."""
     runs = tmp_path / "runs"
     run = stop_after_a_checkpoint(runs, signal.SIGTERM)
     output = run.output()
@@ -191,12 +195,23 @@ def test_a_stopped_two_process_run_resumes_to_the_uninterrupted_records(
     checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     assert checkpoint["progress"]["step"] == summary["steps"]  # every rank stopped there
     assert len(checkpoint["random_ranks"]) == PROCESSES
+    one_runs = tmp_path / "one-process"
+    shutil.copytree(runs, one_runs)
 
     resumed = torchrun(*RESUMABLE, runs_dir=runs)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"at step {summary['steps']}" in resumed.stdout + resumed.stderr
     assert read_summary(run_dir)["status"] == "completed"
     assert_no_duplicate_or_gap(read_metrics(run_dir), two_process_reference)
+
+    on_one = run_train(*RESUMABLE, runs_dir=one_runs, timeout=TIMEOUT_S)
+    output = on_one.stdout + on_one.stderr
+    assert on_one.returncode == 0, output
+    assert f"at step {summary['steps']}" in output
+    (one_dir,) = run_dirs(one_runs)
+    one_summary = read_summary(one_dir)
+    assert one_summary["status"] == "completed" and one_summary["world_size"] == 1
+    assert steps_of(read_metrics(one_dir)) == steps_of(two_process_reference)
 
 
 @pytest.mark.slow
@@ -212,23 +227,6 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_records(
     assert resumed.returncode == 0, output
     assert "resuming" in output and "Traceback" not in output
     assert_no_duplicate_or_gap(read_metrics(run_dir), two_process_reference)
-
-
-def test_a_two_process_checkpoint_resumes_on_one_process(
-    tmp_path: Path, two_process_reference: list[dict]
-) -> None:
-    runs = tmp_path / "runs"
-    stop_after_a_checkpoint(runs, signal.SIGTERM)
-    (run_dir,) = run_dirs(runs)
-    stopped_at = read_summary(run_dir)["steps"]
-    resumed = run_train(*RESUMABLE, runs_dir=runs, timeout=TIMEOUT_S)
-    output = resumed.stdout + resumed.stderr
-    assert resumed.returncode == 0, output
-    assert f"at step {stopped_at}" in output
-    summary = read_summary(run_dir)
-    assert summary["status"] == "completed" and summary["world_size"] == 1
-    # no record twice, none lost (the values after the stop are one process's)
-    assert steps_of(read_metrics(run_dir)) == steps_of(two_process_reference)
 
 
 # ------------------------------------------------------------------------------ the slices

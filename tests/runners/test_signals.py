@@ -25,7 +25,11 @@ from tests.runners.processes import (
 )
 
 
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+# SIGINT (ctrl-C) takes the same handler as SIGTERM, a cluster's stop signal: slow
+@pytest.mark.parametrize(
+    ("signum", "status"),
+    [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)],
+)
 def test_a_stop_signal_checkpoints_and_the_rerun_resumes(
     tmp_path: Path, reference: list[dict], signum: int, status: int
 ) -> None:
