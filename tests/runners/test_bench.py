@@ -240,7 +240,7 @@ def test_precision_bfloat16_times_steps_under_autocast() -> None:
     assert state["activation_factor"].dtype == torch.float32  # statistics stay float32
 
 
-@pytest.mark.slow  # two torchrun ranks building every contender: ~40 s on 2 cores
+@pytest.mark.slow  # two torchrun ranks after the one-process run: ~16 s on 2 cores
 def test_nproc_measures_the_ranks_at_the_same_global_batch_and_the_scaling(
     tmp_path: Path,
 ) -> None:
