@@ -90,11 +90,18 @@ def write_markdown(result: BenchResult, command: str, path: Path) -> str:
     return text
 
 
+def short_label(name: str) -> str:
+    """An axis label: "shampoo:root_method=coupled_newton" as "shampoo\ncoupled_newton"."""
+    base, *settings = name.split(":")
+    return "\n".join([base, *(setting.partition("=")[2] for setting in settings)])
+
+
 def phases_figure(result: BenchResult, phases: tuple[str, ...]) -> Figure:
     """One panel per problem: per optimizer, the time per step in each phase as a multiple
-    of SGD-m's time per step, stacked."""
+    of SGD-m's time per step, stacked, and the method's FLOP floor (its MACs at SGD-m's
+    rate, runners.bench.floors) as a black bar where the table has it."""
     count = len(result.tables)
-    figure, axes = plt.subplots(1, count, figsize=(5.0 * count, 4.0), squeeze=False)
+    figure, axes = plt.subplots(1, count, figsize=(5.0 * count + 1.5, 4.2), squeeze=False)
     colours = plt.get_cmap("tab10")
     for axis, (name, table) in zip(axes[0], result.tables.items(), strict=True):
         baseline_ms = (
@@ -102,17 +109,30 @@ def phases_figure(result: BenchResult, phases: tuple[str, ...]) -> Figure:
             if (table["optimizer"] == BASELINE).any()
             else float(table["ms/step"].min())
         )
+        labels = [short_label(optimizer) for optimizer in table["optimizer"]]
         bottoms = [0.0] * len(table)
         for index, phase in enumerate(phases):
             heights = [
                 0.0 if math.isnan(value) else value / baseline_ms for value in table[f"{phase} ms"]
             ]
-            axis.bar(table["optimizer"], heights, bottom=bottoms, label=phase, color=colours(index))
+            axis.bar(labels, heights, bottom=bottoms, label=phase, color=colours(index))
             bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+        if f"floor x {BASELINE}" in table:
+            axis.scatter(
+                labels,
+                table[f"floor x {BASELINE}"],
+                marker="_",
+                s=400,
+                linewidths=2.5,
+                color="black",
+                zorder=3,
+                label="FLOP floor",
+            )
         axis.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
         axis.set_title(name)
         axis.set_ylabel(f"time per step / {BASELINE}'s")
-        axis.tick_params(axis="x", labelrotation=45)
-    axes[0][0].legend(fontsize="small")
-    figure.tight_layout()
+        axis.tick_params(axis="x", labelrotation=90, labelsize="small")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, names, loc="center right", fontsize="small")
+    figure.tight_layout(rect=(0.0, 0.0, 1.0 - 1.3 / figure.get_figwidth(), 1.0))
     return figure

@@ -263,3 +263,10 @@ def test_nproc_measures_the_ranks_at_the_same_global_batch_and_the_scaling(
     assert (
         "Data parallel: 2 processes at the same global batch" in (tmp_path / "bench.md").read_text()
     )
+
+
+def test_a_variants_axis_label_is_its_name_and_its_values() -> None:
+    from runners.bench.report import short_label
+
+    assert short_label("shampoo:root_method=coupled_newton") == "shampoo\ncoupled_newton"
+    assert short_label("kfac") == "kfac"
