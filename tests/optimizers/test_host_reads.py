@@ -24,8 +24,6 @@ count is the same at both widths too.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from itertools import pairwise
 from typing import Any
 
@@ -36,35 +34,13 @@ from torch import Tensor, nn
 from optimizers.base import SCHEDULE, CurvatureOptimizer
 from runners.bench.timing import step_kinds
 from tests.optimizers.conformance import OPTIMIZERS, OptimizerInfo
+from tests.optimizers.host_reads import counting_reads
 from tests.optimizers.problems import CLASSES, closure_for, tiny_batches
 
-READING_METHODS = ("item", "__float__", "__int__", "__bool__", "__index__", "tolist")
 PLAIN_BOUND = 1  # call_closure's loss finiteness check
 REFRESH_BOUND = 4
 DEPTHS = (3, 6)  # Linear layers
 WIDTH = 5
-
-
-@contextmanager
-def counting_reads(
-    monkeypatch: pytest.MonkeyPatch, host_side: frozenset[int] = frozenset()
-) -> Iterator[list[int]]:
-    """Counts the calls of torch.Tensor's reading methods in the block (one-element list),
-    except on the tensors whose ids are in `host_side`; the methods are restored when the
-    block ends."""
-    count = [0]
-
-    def counted(original: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(self: Tensor, *args: Any, **kwargs: Any) -> Any:
-            count[0] += id(self) not in host_side
-            return original(self, *args, **kwargs)
-
-        return wrapper
-
-    with monkeypatch.context() as patch:
-        for name in READING_METHODS:
-            patch.setattr(torch.Tensor, name, counted(getattr(torch.Tensor, name)))
-        yield count
 
 
 def mlp(depth: int, seed: int = 0) -> nn.Module:

@@ -18,6 +18,7 @@ from optimizers.linalg import (
     inverse_root,
     keep_previous_on_failure,
 )
+from tests.optimizers.host_reads import counting_reads
 
 
 def random_psd(size: int, rank: int, seed: int = 0, dtype: torch.dtype = torch.float64):
@@ -238,18 +239,9 @@ def test_batched_float32_failure_is_retried_in_float64_alone() -> None:
 
 def test_batched_calls_read_the_host_once(monkeypatch: pytest.MonkeyPatch) -> None:
     matrices = mixed_matrices()
-    reads = [0]
-    for name in ("item", "__float__", "__int__", "__bool__", "__index__", "tolist"):
-        original = getattr(torch.Tensor, name)
-
-        def counted(self, *args, __original=original, **kwargs):
-            reads[0] += 1
-            return __original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counted)
-    linalg.damped_inverses(matrices, DAMPINGS)
-    linalg.inverse_roots(matrices, [2.0] * len(matrices), DAMPINGS)
-    monkeypatch.undo()
+    with counting_reads(monkeypatch) as reads:
+        linalg.damped_inverses(matrices, DAMPINGS)
+        linalg.inverse_roots(matrices, [2.0] * len(matrices), DAMPINGS)
     assert reads[0] == 2
 
 
@@ -262,15 +254,6 @@ def test_batched_coupled_newton_reads_once_per_iteration_for_all_groups(
     matrices = mixed_matrices()
     roots = [2] * len(matrices)
     most = max(newton_iterations(m, 2, d) for m, d in zip(matrices, DAMPINGS, strict=True))
-    reads = [0]
-    for name in ("item", "__float__", "__int__", "__bool__", "__index__", "tolist"):
-        original = getattr(torch.Tensor, name)
-
-        def counted(self, *args, __original=original, **kwargs):
-            reads[0] += 1
-            return __original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counted)
-    linalg.coupled_newton_inverse_roots(matrices, roots, DAMPINGS)
-    monkeypatch.undo()
+    with counting_reads(monkeypatch) as reads:
+        linalg.coupled_newton_inverse_roots(matrices, roots, DAMPINGS)
     assert reads[0] == most + 1
