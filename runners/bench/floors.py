@@ -192,13 +192,14 @@ def two_sided_macs(rows: int, columns: int) -> float:
 PhaseMacs = dict[str, float]
 
 
-def _named(optimizer: CurvatureOptimizer, shapes: dict[str, LayerShape]) -> list[LayerShape]:
-    """The shapes of the layers the method hooks (its capture's layers)."""
-    return [shapes[layer.name] for layer in optimizer.capture.layers]  # type: ignore[attr-defined]
-
-
 def _hooked(optimizer: CurvatureOptimizer) -> list[str]:
+    """The names of the layers the method hooks (its capture's layers)."""
     return [layer.name for layer in optimizer.capture.layers]  # type: ignore[attr-defined]
+
+
+def _named(optimizer: CurvatureOptimizer, shapes: dict[str, LayerShape]) -> list[LayerShape]:
+    """The shapes of the layers the method hooks."""
+    return [shapes[name] for name in _hooked(optimizer)]
 
 
 def _parameters(optimizer: torch.optim.Optimizer) -> list[Tensor]:
@@ -270,9 +271,10 @@ def kbfgs_macs(optimizer: KBFGS, shapes: dict[str, LayerShape]) -> PhaseMacs:
     second_pass = forward_macs(shapes.values()) + backward_to_outputs_macs(
         shapes, _hooked(optimizer)
     )
-    inversion = preconditioning = 0.0
+    inversion = preconditioning = statistics = 0.0
     for layer in layers:
         s = shapes[layer.name]
+        statistics += gram_macs(s.rows, s.width)
         inversion += 5.0 * s.width**2
         preconditioning += s.fan_out * s.width**2
         if optimizer.inverse == GradientInverse.bfgs:
@@ -284,8 +286,7 @@ def kbfgs_macs(optimizer: KBFGS, shapes: dict[str, LayerShape]) -> PhaseMacs:
             preconditioning += 4.0 * pairs * s.fan_out * s.width
     return {
         "forward_backward": second_pass / every,
-        "statistics": sum(gram_macs(shapes[x.name].rows, shapes[x.name].width) for x in layers)
-        / optimizer.curvature_every,
+        "statistics": statistics / optimizer.curvature_every,
         "inversion": inversion / every,
         "preconditioning": preconditioning,
     }
