@@ -231,14 +231,18 @@ def _damping_vector(dampings: Sequence[Damping], like: Tensor) -> Tensor:
     return torch.stack([torch.as_tensor(d, device=like.device) for d in dampings]).to(like.dtype)
 
 
-def _add_to_diagonals(stacked: Tensor, dampings: Tensor) -> Tensor:
-    damped = stacked.clone()
-    damped.diagonal(dim1=-2, dim2=-1).add_(dampings[:, None])
-    return damped
+def _add_to_diagonals_(stacked: Tensor, dampings: Tensor) -> Tensor:
+    """stacked_i + damping_i*I in place: the stack is the call's own copy (_batched)."""
+    stacked.diagonal(dim1=-2, dim2=-1).add_(dampings[:, None])
+    return stacked
 
 
 def _finite_per_matrix(stacked: Tensor) -> Tensor:
-    return torch.isfinite(stacked).flatten(1).all(dim=1)
+    """Whether each matrix is finite, (B,) bool, by the finiteness of its sum: one reading
+    pass and no mask of the stack's size (a NaN or inf entry makes the sum NaN or inf). A
+    finite matrix whose sum overflows is reported non-finite and so recomputed on its own
+    (float64 retry, whose check is entry by entry): slower, never wrong."""
+    return torch.isfinite(stacked.sum(dim=(-2, -1)))
 
 
 GroupInput = tuple[Tensor, Tensor, float | None]  # (stacked, dampings, root) of a group
@@ -303,17 +307,20 @@ def _single_outcome(
 
 
 def _cholesky_group(stacked: Tensor, dampings: Tensor, root: float | None) -> tuple[Tensor, Tensor]:
-    factors, info = torch.linalg.cholesky_ex(_add_to_diagonals(stacked, dampings))
+    factors, info = torch.linalg.cholesky_ex(_add_to_diagonals_(stacked, dampings))
     return factors, (info == 0) & _finite_per_matrix(factors)
 
 
 def _inverse_group(stacked: Tensor, dampings: Tensor, root: float | None) -> tuple[Tensor, Tensor]:
-    factors, ok = _cholesky_group(stacked, dampings, root)
-    # a broken-down factor is replaced by I before cholesky_inverse, which raises on a zero
-    # diagonal (a host read): its matrix is recomputed on its own afterwards anyway
-    identity = torch.eye(stacked.shape[-1], dtype=stacked.dtype, device=stacked.device)
-    safe = torch.where(ok[:, None, None], factors, identity)
-    inverses = torch.cholesky_inverse(safe)
+    factors, info = torch.linalg.cholesky_ex(_add_to_diagonals_(stacked, dampings))
+    ok = info == 0
+    # a broken-down factor gets a diagonal of ones before cholesky_inverse, which raises on
+    # a zero diagonal (a host read): its matrix is recomputed on its own afterwards anyway.
+    # A factor that did not break down has a positive diagonal; one that is not finite
+    # makes its inverse non-finite, so checking the inverses checks both.
+    diagonals = factors.diagonal(dim1=-2, dim2=-1)
+    diagonals.copy_(torch.where(ok[:, None], diagonals, torch.ones_like(diagonals)))
+    inverses = torch.cholesky_inverse(factors)
     return inverses, ok & _finite_per_matrix(inverses)
 
 
@@ -347,7 +354,7 @@ class _NewtonBatch:
     @classmethod
     def start(cls, stacked: Tensor, dampings: Tensor, root: int) -> _NewtonBatch:
         identity = torch.eye(stacked.shape[-1], dtype=stacked.dtype, device=stacked.device)
-        damped = _add_to_diagonals(stacked, dampings)
+        damped = _add_to_diagonals_(stacked, dampings)
         z = (1.0 + root) / (2.0 * torch.linalg.matrix_norm(damped))
         m = damped * z[:, None, None]
         x = identity * z.pow(1.0 / root)[:, None, None]

@@ -16,10 +16,11 @@ With a pair (s, y), y ~ B s for the curvature B that H approximates the inverse 
             y <- theta y + (1 - theta) s,  theta = (1 - mu2) s^T s / (s^T s - s^T y)
             so that s^T y = mu2 s^T s > 0 afterwards.
     Double damping (the paper's Algorithm 4): Powell on H, then Levenberg-Marquardt.
-    L-BFGS: H is not stored; H v is the two-loop recursion over the latest pairs, from H0 = I,
-            and equals the dense BFGS matrix built from the same pairs in the same order.
+    L-BFGS: H is not stored; H v over the latest pairs, from H0 = I, by the compact
+            representation of the two-loop recursion (two matrix products, lbfgs_apply),
+            equal to the dense BFGS matrix built from the same pairs in the same order.
 
-Every function takes one vector per pair; the two-loop also takes a matrix whose columns are
+Every function takes one vector per pair; lbfgs_apply also takes a matrix whose columns are
 the vectors to multiply (a layer's gradient matrix, one column per input unit).
 """
 
@@ -117,17 +118,56 @@ def bfgs_update(
 
 
 def lbfgs_apply(vectors: Tensor, s_history: Tensor, y_history: Tensor) -> Tensor:
-    """H v for every column v of `vectors` (d or d x k), by the two-loop recursion over the
-    pairs (rows of s_history and y_history, oldest first) from H0 = I."""
-    q = vectors.clone()
-    matrix = q.dim() == 2
-    rhos = 1.0 / (s_history * y_history).sum(dim=1)
-    alphas = []
-    for s, y, rho in zip(s_history.flip(0), y_history.flip(0), rhos.flip(0), strict=True):
-        alpha = rho * (s @ q)  # one per column
-        q.sub_(torch.outer(y, alpha) if matrix else alpha * y)
-        alphas.append(alpha)
-    for s, y, rho, alpha in zip(s_history, y_history, rhos, reversed(alphas), strict=True):
-        beta = rho * (y @ q)
-        q.add_(torch.outer(s, alpha - beta) if matrix else (alpha - beta) * s)
-    return q
+    """H v for every column v of `vectors` (d or d x k), H the L-BFGS matrix of the pairs
+    (rows of s_history and y_history, oldest first) from H0 = I.
+
+    By the compact representation (Byrd, Nocedal & Schnabel 1994, "Representations of
+    quasi-Newton matrices and their use in limited memory methods", Theorem 2.2), with the p
+    pairs as the columns of S and Y (d x p), R the upper triangle of S^T Y (R_ij = s_i^T y_j,
+    i <= j) and D its diagonal:
+
+        H = I + [S Y] [[R^-T (D + Y^T Y) R^-1, -R^-T], [-R^-1, 0]] [S Y]^T,
+        H v = v + S t - Y q,   q = R^-1 S^T v,   t = R^-T ((D + Y^T Y) q - Y^T v).
+
+    It is the two-loop recursion (Nocedal & Wright 2006, Algorithm 7.4) rearranged: the
+    first loop's alphas are q, solved by the same back substitution R q = S^T v, and the
+    same 4 p d multiply-adds per column. But the two-loop makes 4p passes over v, one per
+    rank-one step, while here [S Y]^T v and [S Y] [t; -q] are two matrix products. When p is
+    large against d (a narrow layer), H is formed instead (the compact form applied to I)
+    and multiplied once, whichever needs fewer multiply-adds (_dense_is_cheaper)."""
+    if s_history.shape[0] == 0:
+        return vectors.clone()
+    matrix = vectors.dim() == 2
+    columns = vectors if matrix else vectors[:, None]
+    size, count = s_history.shape[1], s_history.shape[0]
+    if matrix and _dense_is_cheaper(size, columns.shape[1], count):
+        identity = torch.eye(size, dtype=vectors.dtype, device=vectors.device)
+        return _compact_apply(identity, s_history, y_history) @ vectors
+    result = _compact_apply(columns, s_history, y_history)
+    return result if matrix else result[:, 0]
+
+
+def lbfgs_apply_macs(size: int, columns: int, pairs: int) -> float:
+    """The multiply-adds of lbfgs_apply on a size x columns matrix with `pairs` pairs: the
+    fewer of the compact form's 4 p d k and forming H (4 p d^2) then H V (d^2 k). The p x p
+    systems (p^2 d for R and Y^T Y, p^2 k for the solves) are left out: small for p << d."""
+    return float(min(4 * pairs * size * columns, 4 * pairs * size * size + size * size * columns))
+
+
+def _dense_is_cheaper(size: int, columns: int, pairs: int) -> bool:
+    """Whether forming H and one product takes fewer multiply-adds (lbfgs_apply_macs)."""
+    return 4 * pairs * size * size + size * size * columns < 4 * pairs * size * columns
+
+
+def _compact_apply(columns: Tensor, s_history: Tensor, y_history: Tensor) -> Tensor:
+    """H V for a d x k matrix V by the compact representation (lbfgs_apply)."""
+    count = s_history.shape[0]
+    stacked = torch.cat([s_history, y_history])  # [S Y]^T, (2p, d)
+    projections = stacked @ columns  # [S^T V; Y^T V], (2p, k)
+    s_v, y_v = projections[:count], projections[count:]
+    upper = torch.triu(s_history @ y_history.mT)  # R
+    middle = y_history @ y_history.mT  # Y^T Y ...
+    middle.diagonal().add_(upper.diagonal())  # ... + D
+    q = torch.linalg.solve_triangular(upper, s_v, upper=True)
+    t = torch.linalg.solve_triangular(upper.mT, middle @ q - y_v, upper=False)
+    return torch.addmm(columns, stacked.mT, torch.cat([t, -q]))

@@ -44,9 +44,11 @@ per T1 steps and the inversion once per T2 steps (the steady state: after the fi
                inversion    BFGS updates, every T2 steps: H_g 4 d_out^2 (Powell's H_g y and the
                             update's H y and two outer products), H_a 5 (d_in+b)^2 (s_a = H_a
                             a_bar, y_a = A s_a and the update); K-BFGS(L) keeps pairs instead:
-                            Powell's two-loop on a vector, 4 p d_out for p pairs held
-               precond.     H_g M H_a: d_out^2 (d_in+b) + d_out (d_in+b)^2; K-BFGS(L): the
-                            two-loop on M, 4 p d_out (d_in+b), + d_out (d_in+b)^2
+                            Powell's H_g y from them, 4 p d_out for p pairs held
+               precond.     H_g M H_a: d_out^2 (d_in+b) + d_out (d_in+b)^2; K-BFGS(L): H_g M
+                            by the pairs' compact form, 4 p d_out (d_in+b), or, when fewer, H_g
+                            formed from them, 4 p d_out^2 + d_out^2 (d_in+b)
+                            (optimizers.quasi_newton.lbfgs_apply_macs), + d_out (d_in+b)^2
     TENGraD    statistics   backward to outputs (fisher=sampled) + the N x N Grams of A_tilde
                             and Gamma, N^2 (d_in+b+d_out) / 2 per layer (averaged
                             convolutions: the rows are the N examples), every T2 steps; the
@@ -73,6 +75,7 @@ from torch import Tensor, nn
 from optimizers.base import CurvatureOptimizer, Fisher
 from optimizers.kbfgs import KBFGS, PAIRS_S, GradientInverse
 from optimizers.kfac import KFAC
+from optimizers.quasi_newton import lbfgs_apply_macs
 from optimizers.shampoo import Shampoo
 from optimizers.tengrad import ConvGradients, TENGraD
 from optimizers.tensor_modes import ConvReshape, mode_shape
@@ -283,7 +286,7 @@ def kbfgs_macs(optimizer: KBFGS, shapes: dict[str, LayerShape]) -> PhaseMacs:
         else:
             pairs = _pairs_held(optimizer, layer.module)
             inversion += 4.0 * pairs * s.fan_out
-            preconditioning += 4.0 * pairs * s.fan_out * s.width
+            preconditioning += lbfgs_apply_macs(s.fan_out, s.width, pairs)
     return {
         "forward_backward": second_pass / every,
         "statistics": statistics / optimizer.curvature_every,

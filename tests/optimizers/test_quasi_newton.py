@@ -1,6 +1,6 @@
 """The quasi-Newton updates (optimizers.quasi_newton) against dense computations written here:
 the secant equation after BFGS, positive definiteness under the double damping even when
-s^T y <= 0, and the L-BFGS two-loop against the dense BFGS matrix of the same pairs."""
+s^T y <= 0, and L-BFGS against the dense BFGS matrix of the same pairs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from optimizers.quasi_newton import (
+    _dense_is_cheaper,
     bfgs_update,
     double_damping,
     lbfgs_apply,
@@ -124,20 +125,37 @@ def pairs(count: int, size: int, seed: int) -> tuple[Tensor, Tensor]:
     return s, y
 
 
+@pytest.mark.parametrize("columns", [4, 40])
 @pytest.mark.parametrize("count", [1, 3, 8])
-def test_lbfgs_two_loop_equals_the_dense_bfgs_matrix_of_the_same_pairs(count: int) -> None:
+def test_lbfgs_equals_the_dense_bfgs_matrix_of_the_same_pairs(count: int, columns: int) -> None:
+    """Both of lbfgs_apply's ways, the compact form on the columns and H formed first (chosen
+    by their multiply-adds: 8 pairs of size 6 on 40 columns form H), equal the BFGS updates
+    applied one by one from I."""
     s_history, y_history = pairs(count, 6, seed=count)
     dense = torch.eye(6, dtype=F64)
     for s, y in zip(s_history, y_history, strict=True):  # oldest first, from H0 = I
         dense = dense_bfgs(dense, s, y)
     generator = torch.Generator().manual_seed(9)
     vector = torch.randn(6, generator=generator, dtype=F64)
-    matrix = torch.randn(6, 4, generator=generator, dtype=F64)
+    matrix = torch.randn(6, columns, generator=generator, dtype=F64)
     torch.testing.assert_close(lbfgs_apply(vector, s_history, y_history), dense @ vector)
     torch.testing.assert_close(lbfgs_apply(matrix, s_history, y_history), dense @ matrix)
 
 
-def test_lbfgs_two_loop_does_not_change_its_input() -> None:
+def test_lbfgs_takes_each_of_its_two_ways_in_the_test_above() -> None:
+    assert _dense_is_cheaper(6, 40, 8)
+    assert not _dense_is_cheaper(6, 4, 8)
+    assert not _dense_is_cheaper(6, 40, 1)
+    assert not _dense_is_cheaper(1000, 785, 100)  # the autoencoder's first layer
+
+
+def test_lbfgs_without_pairs_is_the_identity() -> None:
+    matrix = torch.randn(3, 2, dtype=F64)
+    empty = torch.zeros(0, 3, dtype=F64)
+    assert torch.equal(lbfgs_apply(matrix, empty, empty), matrix)
+
+
+def test_lbfgs_does_not_change_its_input() -> None:
     s_history, y_history = pairs(2, 3, seed=0)
     vector = torch.ones(3, dtype=F64)
     lbfgs_apply(vector, s_history, y_history)

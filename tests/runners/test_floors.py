@@ -113,9 +113,13 @@ def test_kbfgs_l_counts_the_pairs_it_holds() -> None:
     kbfgs_l = KBFGS(model.parameters(), model=model, inverse="lbfgs", history=3)
     # no pair yet: H_g = I, only the H_a side of the preconditioning: 3*25 + 2*16
     assert counts(kbfgs_l, model)["preconditioning"] == 75 + 32
+    kbfgs_l.state[model[0].weight]["pairs_s"] = torch.zeros(1, 3)  # one pair on layer 1
+    # the compact form on M: 4 p d_out (d_in + 1) = 4*1*3*5 = 60, fewer than forming H_g,
+    # 4 p d_out^2 + d_out^2 (d_in + 1) = 12*3 + 9*5 = 81
+    assert counts(kbfgs_l, model)["preconditioning"] == 75 + 32 + 60
     kbfgs_l.state[model[0].weight]["pairs_s"] = torch.zeros(2, 3)  # two pairs on layer 1
-    # the two-loop on M: 4 p d_out (d_in + 1) = 4*2*3*5
-    assert counts(kbfgs_l, model)["preconditioning"] == 75 + 32 + 120
+    # now forming H_g is fewer: 4*2*9 + 9*5 = 117 against 4*2*3*5 = 120
+    assert counts(kbfgs_l, model)["preconditioning"] == 75 + 32 + 117
 
 
 def test_tengrad_by_hand() -> None:
