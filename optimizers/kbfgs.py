@@ -443,9 +443,10 @@ class KBFGS(CurvatureOptimizer):
     def _bfgs_or_skip(
         self, state: dict[str, Any], key: str, s: Tensor, y: Tensor, gradient: Tensor
     ) -> None:
-        """H <- BFGS(H, s, y), or H kept and the skip counted, on the device (no host read)."""
+        """H <- BFGS(H, s, y) in place, or H kept and the skip counted, on the device (no host
+        read). H is the optimizer's own matrix (built by it or loaded into its state)."""
         threshold = curvature_threshold(s, gradient, self.min_curvature_ratio)
-        state[key], skipped = bfgs_update(state[key], s, y, threshold)
+        state[key], skipped = bfgs_update(state[key], s, y, threshold, in_place=True)
         self._count_skipped(skipped)
 
     def _count_skipped(self, skipped: Tensor) -> None:

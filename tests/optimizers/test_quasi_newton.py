@@ -53,6 +53,19 @@ def test_bfgs_update_meets_the_secant_equation_and_keeps_h_spd() -> None:
     assert torch.linalg.eigvalsh(updated).min() > 0
 
 
+def test_bfgs_update_in_place_is_the_same_update_into_the_same_matrix() -> None:
+    inverse = random_spd(6, seed=0)
+    s, _ = random_vectors(6, seed=1)
+    y = random_spd(6, seed=2) @ s
+    expected, _ = bfgs_update(inverse, s, y)
+    target = inverse.clone()
+    updated, skipped = bfgs_update(target, s, y, in_place=True)
+    assert updated is target and not skipped
+    assert torch.equal(updated, expected)
+    kept, skipped = bfgs_update(target, s, -y, in_place=True)  # refused: H kept exactly
+    assert skipped and torch.equal(kept, expected)
+
+
 @pytest.mark.parametrize("s_y_sign", [0.0, -1.0])
 def test_bfgs_update_is_refused_without_positive_curvature(s_y_sign: float) -> None:
     s = torch.tensor([1.0, 0.0], dtype=F64)
