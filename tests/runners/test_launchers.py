@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import QUICK, compose_config, read_summary, run_dirs, run_train
 
 
+@pytest.mark.slow  # make test-slow; its siblings here stay in make test (15-minute budget)
 def test_submitit_jobs_record_like_local_jobs(tmp_path: Path) -> None:
     sweep = ("optimizer=sgd,adam",)
     local = run_train(*QUICK, *sweep, runs_dir=tmp_path / "local", multirun=True)

@@ -70,6 +70,7 @@ def test_diverging_run_is_recorded_and_the_sweep_goes_on(train_quick, tmp_path: 
     assert read_summary(by_lr["0.01"])["status"] == "completed"  # the sweep went on
 
 
+@pytest.mark.slow  # make test-slow; its siblings here stay in make test (15-minute budget)
 def test_online_start_failure_falls_back_to_offline(
     train_quick, tmp_path: Path, monkeypatch
 ) -> None:

@@ -9,6 +9,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import read_metrics, read_summary, run_dirs, run_train
 from tests.runners.processes import (
     EPOCHS,
@@ -60,6 +62,7 @@ def test_killed_run_resumes_to_identical_metrics(tmp_path: Path, reference: list
     assert "resuming" in resume(tmp_path / "runs", reference)
 
 
+@pytest.mark.slow  # make test-slow; its siblings here stay in make test (15-minute budget)
 def test_kill_before_the_first_checkpoint_restarts_cleanly(
     tmp_path: Path, reference: list[dict]
 ) -> None:
@@ -69,6 +72,7 @@ def test_kill_before_the_first_checkpoint_restarts_cleanly(
     assert "no readable checkpoint to resume from: restarting from step 0" in output
 
 
+@pytest.mark.slow  # make test-slow; its siblings here stay in make test (15-minute budget)
 def test_a_truncated_checkpoint_falls_back_to_the_previous_one(
     tmp_path: Path, reference: list[dict]
 ) -> None:

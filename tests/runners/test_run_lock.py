@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import read_metrics, read_summary, run_dirs, run_train
 from tests.runners.processes import (
     EPOCHS,
@@ -33,6 +35,7 @@ def test_a_second_process_waits_then_skips_the_completed_run(
     assert_no_duplicate_or_gap(read_metrics(run_dir), reference)
 
 
+@pytest.mark.slow  # make test-slow; its siblings here stay in make test (15-minute budget)
 def test_without_time_to_wait_the_second_process_leaves_the_run_alone(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     first = TrainProcess.start(*RESUMABLE, runs_dir=runs, name="first")

@@ -129,6 +129,7 @@ def test_a_killed_study_resumes_with_exactly_k_trials(tmp_path: Path) -> None:
     assert len(the_study(runs_dir).trials) == TRIALS
 
 
+@pytest.mark.slow  # make test-slow; its siblings here stay in make test (15-minute budget)
 def test_two_workers_share_one_study(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
     trials = 4

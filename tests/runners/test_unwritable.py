@@ -62,6 +62,7 @@ def test_a_read_only_runs_directory_is_one_message(tmpfs: Tmpfs) -> None:
     )
 
 
+@pytest.mark.slow  # make test-slow; its siblings here stay in make test (15-minute budget)
 def test_a_runs_directory_that_turns_read_only_loses_nothing(
     tmpfs: Tmpfs, reference: list[dict]
 ) -> None:
