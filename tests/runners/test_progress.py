@@ -13,6 +13,8 @@ import sys
 import termios
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import QUICK, REPO, run_train
 
 RUN = (*QUICK, "trainer.max_epochs=3")
@@ -62,6 +64,7 @@ def test_no_bar_in_a_redirected_log(tmp_path: Path) -> None:
     assert "epoch 3.00 step 24" in result.stdout  # the log lines are there
 
 
+@pytest.mark.slow  # make test-slow; its siblings here stay in make test (15-minute budget)
 def test_the_bar_can_be_asked_for_in_a_log(tmp_path: Path) -> None:
     result = run_train(*RUN, "trainer.progress_bar=true", runs_dir=tmp_path / "forced")
     assert result.returncode == 0, result.stderr

@@ -97,6 +97,7 @@ def test_no_readable_checkpoint_restarts_cleanly_with_one_line(
     assert "no readable checkpoint to resume from: restarting from step 0" in output
 
 
+@pytest.mark.slow  # make test-slow; its siblings here stay in make test (15-minute budget)
 def test_a_torn_last_metrics_line_is_left_out(tmp_path: Path, reference: list[dict]) -> None:
     """A kill in the middle of a write leaves half a line at the end of metrics.jsonl."""
     run_dir = kill(tmp_path / "runs", after_checkpoints=1)

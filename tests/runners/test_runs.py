@@ -123,6 +123,7 @@ def test_step_decay_schedule(train_quick, tmp_path: Path) -> None:
     assert lr_by_epoch == {0: 0.01, 1: pytest.approx(0.001), 2: pytest.approx(0.0001)}
 
 
+@pytest.mark.slow  # make test-slow; its siblings here stay in make test (15-minute budget)
 def test_completed_run_is_skipped_unless_forced(train_quick, tmp_path: Path) -> None:
     assert train_quick().returncode == 0
     (run_dir,) = run_dirs(tmp_path / "runs")

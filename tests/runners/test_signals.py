@@ -57,6 +57,7 @@ def test_a_stop_signal_checkpoints_and_the_rerun_resumes(
     assert_no_duplicate_or_gap(read_metrics(run_dir), reference)
 
 
+@pytest.mark.slow  # make test-slow; its siblings here stay in make test (15-minute budget)
 def test_a_launchers_preemption_signal_checkpoints_then_reaches_the_launcher(
     tmp_path: Path, reference: list[dict]
 ) -> None:
