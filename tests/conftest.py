@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import subprocess
@@ -45,7 +47,16 @@ def run_train(
 
 
 def compose_config(*overrides: str) -> DictConfig:
-    """The composed config, as `python -m runners.train overrides...` would see it."""
+    """The composed config, as `python -m runners.train overrides...` would see it: a copy
+    of each distinct composition, made once per session. The suite composes ~900 times,
+    ~480 of them distinct, and a composition takes ~0.2 s against ~0.015 s for the copy;
+    interpolations stay unresolved in the copy, so environment variables are read when a
+    test reads the value, as before, and no test writes under conf/."""
+    return copy.deepcopy(_composed(overrides))
+
+
+@functools.cache
+def _composed(overrides: tuple[str, ...]) -> DictConfig:
     from runners.config_schema import register_configs
     from runners.run_identity import register_resolvers
 
