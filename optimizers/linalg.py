@@ -306,14 +306,19 @@ def _single_outcome(
         return error
 
 
-def _cholesky_group(stacked: Tensor, dampings: Tensor, root: float | None) -> tuple[Tensor, Tensor]:
+def _damped_factors(stacked: Tensor, dampings: Tensor) -> tuple[Tensor, Tensor]:
+    """The Cholesky factors of stacked_i + damping_i*I and whether each did not break down."""
     factors, info = torch.linalg.cholesky_ex(_add_to_diagonals_(stacked, dampings))
-    return factors, (info == 0) & _finite_per_matrix(factors)
+    return factors, info == 0
+
+
+def _cholesky_group(stacked: Tensor, dampings: Tensor, root: float | None) -> tuple[Tensor, Tensor]:
+    factors, ok = _damped_factors(stacked, dampings)
+    return factors, ok & _finite_per_matrix(factors)
 
 
 def _inverse_group(stacked: Tensor, dampings: Tensor, root: float | None) -> tuple[Tensor, Tensor]:
-    factors, info = torch.linalg.cholesky_ex(_add_to_diagonals_(stacked, dampings))
-    ok = info == 0
+    factors, ok = _damped_factors(stacked, dampings)
     # a broken-down factor gets a diagonal of ones before cholesky_inverse, which raises on
     # a zero diagonal (a host read): its matrix is recomputed on its own afterwards anyway.
     # A factor that did not break down has a positive diagonal; one that is not finite

@@ -155,16 +155,26 @@ def lbfgs_apply(vectors: Tensor, s_history: Tensor, y_history: Tensor) -> Tensor
     return result if matrix else result[:, 0]
 
 
+def _compact_macs(size: int, columns: int, pairs: int) -> int:
+    """The compact form on a size x columns matrix: [S Y]^T V and [S Y] [t; -q], 4 p d k."""
+    return 4 * pairs * size * columns
+
+
+def _formed_macs(size: int, columns: int, pairs: int) -> int:
+    """H formed by the compact form on I (4 p d^2), then H V (d^2 k)."""
+    return 4 * pairs * size * size + size * size * columns
+
+
 def lbfgs_apply_macs(size: int, columns: int, pairs: int) -> float:
     """The multiply-adds of lbfgs_apply on a size x columns matrix with `pairs` pairs: the
-    fewer of the compact form's 4 p d k and forming H (4 p d^2) then H V (d^2 k). The p x p
-    systems (p^2 d for R and Y^T Y, p^2 k for the solves) are left out: small for p << d."""
-    return float(min(4 * pairs * size * columns, 4 * pairs * size * size + size * size * columns))
+    fewer of its two ways. The p x p systems (p^2 d for R and Y^T Y, p^2 k for the solves)
+    are left out: small for p << d."""
+    return float(min(_compact_macs(size, columns, pairs), _formed_macs(size, columns, pairs)))
 
 
 def _dense_is_cheaper(size: int, columns: int, pairs: int) -> bool:
-    """Whether forming H and one product takes fewer multiply-adds (lbfgs_apply_macs)."""
-    return 4 * pairs * size * size + size * size * columns < 4 * pairs * size * columns
+    """Whether forming H and one product takes fewer multiply-adds than the compact form."""
+    return _formed_macs(size, columns, pairs) < _compact_macs(size, columns, pairs)
 
 
 def _compact_apply(columns: Tensor, s_history: Tensor, y_history: Tensor) -> Tensor:
