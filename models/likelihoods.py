@@ -12,6 +12,17 @@ papers' convention:
 (Categorical(softmax z), Bernoulli(sigmoid z), Normal(z, I)). Backpropagating the loss at those
 targets gives the sampled-Fisher gradients (docs/optimizers.md, "The sampled ("true") Fisher");
 the draw uses torch's global random state, which run checkpoints save and restore.
+
+`output_gradient(outputs, targets)` is dLoss/dz in closed form, for the passes that need the
+gradients and not the loss's value (the sampled-label pass, K-BFGS's second pass): with N
+examples in the batch,
+- cross-entropy: (softmax(z) - onehot(y)) / N;
+- Bernoulli: (sigmoid(z) - y) / N;
+- Gaussian: (z - y) / N.
+Backpropagating it from the outputs gives the same gradients as backpropagating the loss, without
+the loss's forward computation (on the MNIST autoencoder at batch 1000, the binary cross-entropy's
+log-sigmoid of 784,000 logits: ~5 ms of a ~240 ms step on a 2-core CPU). A likelihood without a
+closed form inherits the autograd of its loss.
 """
 
 from __future__ import annotations
@@ -35,6 +46,14 @@ class Likelihood(ABC):
     @abstractmethod
     def sample(self, outputs: Tensor) -> Tensor: ...
 
+    def output_gradient(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """dLoss/doutputs of `loss(outputs, targets)`, without a graph (by autograd here;
+        the likelihoods below override it with their closed forms)."""
+        with torch.enable_grad():
+            leaf = outputs.detach().requires_grad_()
+            (gradient,) = torch.autograd.grad(self.loss(leaf, targets), leaf)
+        return gradient
+
     def correct(self, outputs: Tensor, targets: Tensor) -> Tensor | None:
         """Number of correct predictions in the batch, for likelihoods that have classes."""
         return None
@@ -45,6 +64,13 @@ class CrossEntropy(Likelihood):
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return F.cross_entropy(outputs, targets)
+
+    @torch.no_grad()
+    def output_gradient(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """(softmax(z) - onehot(y)) / N."""
+        gradient = torch.softmax(outputs, dim=1)
+        gradient[torch.arange(len(targets), device=targets.device), targets] -= 1.0
+        return gradient.div_(outputs.shape[0])
 
     @torch.no_grad()
     def sample(self, outputs: Tensor) -> Tensor:
@@ -64,6 +90,11 @@ class BernoulliLikelihood(Likelihood):
         return summed / outputs.shape[0]
 
     @torch.no_grad()
+    def output_gradient(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """(sigmoid(z) - y) / N."""
+        return torch.sigmoid(outputs).sub_(targets).div_(outputs.shape[0])
+
+    @torch.no_grad()
     def sample(self, outputs: Tensor) -> Tensor:
         # 1[U < sigmoid(z)], U uniform: Bernoulli(sigmoid(z)) exactly, in half the time of
         # torch.bernoulli on CPU (9 ms saved per sampled step of the MNIST autoencoder at
@@ -77,6 +108,11 @@ class GaussianLikelihood(Likelihood):
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return 0.5 * (outputs - targets).pow(2).sum() / outputs.shape[0]
+
+    @torch.no_grad()
+    def output_gradient(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """(z - y) / N."""
+        return (outputs - targets).div_(outputs.shape[0])
 
     @torch.no_grad()
     def sample(self, outputs: Tensor) -> Tensor:

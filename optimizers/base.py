@@ -109,15 +109,17 @@ def inverses_due(step: int, curvature_every: int, inverse_every: int, early: boo
     return step % inverse_every == 0
 
 
-def sampled_loss(closure: Callable[[], Tensor], method: str) -> Tensor:
-    """The closure's loss at labels sampled from the model (runners.closure.StepClosure)."""
-    sample = getattr(closure, "sampled_loss", None)
-    if sample is None:
+def sampled_output_gradient(closure: Callable[[], Tensor], method: str) -> tuple[Tensor, Tensor]:
+    """(outputs, dLoss/doutputs at labels sampled from the model) of the closure's latest
+    forward pass (runners.closure.StepClosure.output_gradient): backpropagated from the outputs,
+    it gives the sampled-Fisher gradients without computing the sampled loss itself."""
+    output_gradient = getattr(closure, "output_gradient", None)
+    if output_gradient is None:
         raise TypeError(
-            f"{method} with fisher=sampled needs a closure with sampled_loss() "
+            f"{method} with fisher=sampled needs a closure with output_gradient() "
             "(runners.closure.StepClosure); use fisher=empirical with a plain closure"
         )
-    return sample()
+    return closure.outputs, output_gradient(sampled=True)  # type: ignore[attr-defined]
 
 
 def gradient_with_l2(p: Tensor, l2: float) -> Tensor:
@@ -343,7 +345,10 @@ class CurvatureOptimizer(torch.optim.Optimizer):
         if not sampled:
             return loss, [(p, p.grad) for p in params]  # type: ignore[misc]
         method = type(self).__name__
-        gradients = torch.autograd.grad(sampled_loss(closure, method), params, allow_unused=True)
+        outputs, output_gradient = sampled_output_gradient(closure, method)
+        gradients = torch.autograd.grad(
+            outputs, params, grad_outputs=output_gradient, allow_unused=True
+        )
         if is_distributed():
             weighted_mean_([g for g in gradients if g is not None], local_batch_size(closure))
         return loss, [(p, g) for p, g in zip(params, gradients, strict=True) if g is not None]

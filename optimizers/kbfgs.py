@@ -15,8 +15,9 @@ l.243):
     3. at the first iteration H_a = A_lm^-1 (Cholesky); H_g = I
     4. D = H_g M H_a  (M the momentum buffer as [m_W | m_b]);  W <- (1 - lr*wd)*W - lr*D
     5. a second pass on the SAME mini-batch at the new weights (true labels): the forward
-       pass and a backward pass to the layer outputs only, no weight gradients (the pairs need
-       dLoss/ds alone; StepClosure.forward), and per layer:
+       pass and a backward pass to the layer outputs only, from dLoss/doutputs in closed form:
+       no weight gradients and no loss value (the pairs need dLoss/ds alone;
+       StepClosure.forward_outputs and output_gradient), and per layer:
          s_g = mean_n s_n(new) - mean_n s_n(old),  y_g = mean_n g_n(new) - mean_n g_n(old)
              with s the pre-activations and g_n = N * dLoss/ds_n;
          (s_g, y_g) <- pair_decay * (s_g, y_g)_avg + (1 - pair_decay) * (s_g, y_g), the
@@ -57,8 +58,9 @@ sum_r (n_r / N) x_r of the ranks' (N = sum_r n_r):
                  running average), a_bar, mean_n s_n and mean_n g_n of every layer: one
                  all-reduce of sum_layers (d_in+1)^2 + (d_in+1) + 2 d_out numbers
     second pass  on each rank's slice at the new weights, mean_n s_n and mean_n g_n of every
-                 layer and the slice's loss (so that every rank takes the same finiteness
-                 decision): one all-reduce of sum_layers 2 d_out + 1 numbers
+                 layer and the sum of the slice's outputs (its divergence witness, so that
+                 every rank takes the same finiteness decision): one all-reduce of
+                 sum_layers 2 d_out + 1 numbers
 
 (g_n is each example's own loss gradient whatever the slice's size, and `.grad` is the
 global batch's, reduced by the closure.) The updates of H_g and H_a (steps 5 and 6) and H_a's
@@ -342,10 +344,10 @@ class KBFGS(CurvatureOptimizer):
         buffers = [buffer.clone() for buffer in self.model.buffers()]
         try:
             with phase("statistics"):
-                loss = self._second_pass(closure)
+                witness = self._second_pass(closure)
                 new_means = {layer.weight: _layer_means(layer) for layer in self.layers}
                 if is_distributed():
-                    self._global_second_pass(new_means, loss)
+                    self._global_second_pass(new_means, witness)
         except NonFiniteLoss:  # the step diverged: no pair; the next step reports it
             self.state[SCHEDULE]["skipped_updates"] += len(self.layers)
             return
@@ -385,26 +387,35 @@ class KBFGS(CurvatureOptimizer):
             self._remember_pairs(pairs)
 
     # ------------------------------------------------------------------ helpers
-    def _global_second_pass(self, means: dict[Tensor, tuple[Tensor, Tensor]], loss: Tensor) -> None:
-        """Data parallel: the second pass's means and loss, weighted means over the ranks in
-        one all-reduce, in place; NonFiniteLoss on every rank when the global loss is not
-        finite (the ranks take the same decision, so none waits in a collective alone)."""
+    def _global_second_pass(
+        self, means: dict[Tensor, tuple[Tensor, Tensor]], witness: Tensor
+    ) -> None:
+        """Data parallel: the second pass's means and divergence witness (_second_pass),
+        weighted means over the ranks in one all-reduce, in place; NonFiniteLoss on every rank
+        when the global witness is not finite (the ranks take the same decision, so none
+        waits in a collective alone)."""
         if not self.layers:
             return
-        global_loss = loss.detach().to(self.layers[0].weight.dtype).reshape(1).clone()
+        global_witness = witness.detach().to(self.layers[0].weight.dtype).reshape(1).clone()
         weighted_mean_(
-            [t for pair in means.values() for t in pair] + [global_loss], self._local_batch_size()
+            [t for pair in means.values() for t in pair] + [global_witness],
+            self._local_batch_size(),
         )
-        if not bool(torch.isfinite(global_loss)):
-            raise NonFiniteLoss(global_loss[0])
+        if not bool(torch.isfinite(global_witness)):
+            raise NonFiniteLoss(global_witness[0])
 
     def _second_pass(self, closure: Callable[[], Tensor]) -> Tensor:
         """The mini-batch at the new weights, recorded: its forward pass, then the backward
-        pass to the layer outputs only (the pairs need mean_n g_n, not weight gradients: a
-        third less work than a full backward, and `.grad` keeps the step's gradient). A plain
-        closure without `forward()` runs its full pass instead, its `.grad` put back after."""
-        forward = getattr(closure, "forward", None)
-        if forward is None:
+        pass to the layer outputs only, from dLoss/doutputs in closed form (the pairs need
+        mean_n g_n, not weight gradients nor the loss's value: a third less work than a full
+        backward, and `.grad` keeps the step's gradient). A plain closure without
+        `forward_outputs()` runs its full pass instead, its `.grad` put back after.
+
+        Returns the sum of the network's outputs (the plain closure: its loss), the witness of
+        a diverged pass: an output that is infinite or NaN makes every likelihood's loss so,
+        and makes this sum so. When it is not finite the pass gives no pairs (NonFiniteLoss)."""
+        forward_outputs = getattr(closure, "forward_outputs", None)
+        if forward_outputs is None:
             params = [p for group in self.param_groups for p in group["params"]]
             gradients = [None if p.grad is None else p.grad.clone() for p in params]
             try:
@@ -414,14 +425,15 @@ class KBFGS(CurvatureOptimizer):
                     p.grad = gradient
             return loss
         with self.capture.recording():
-            loss = forward()
-        # data parallel, the finiteness of the global loss decides (_global_second_pass)
-        if not is_distributed() and not bool(torch.isfinite(loss)):
-            raise NonFiniteLoss(loss.detach())
+            outputs = forward_outputs()
+        witness = outputs.detach().float().sum()
+        # data parallel, the finiteness of the global witness decides (_global_second_pass)
+        if not is_distributed() and not bool(torch.isfinite(witness)):
+            raise NonFiniteLoss(witness)
         with phase("forward_backward"):  # the second pass's backward, as its forward
-            self.capture.backward_to_outputs(loss)
+            self.capture.backward_to_outputs(outputs, closure.output_gradient())  # type: ignore[attr-defined]
         self.capture.check_complete()
-        return loss.detach()
+        return witness
 
     def _apply_gradient_inverse(
         self,

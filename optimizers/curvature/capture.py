@@ -13,10 +13,12 @@ no-grad forwards cost one flag test per layer.
 
 On a recorded step the closure's forward pass fills the inputs; its true-label backward pass
 fills the output gradients (the empirical Fisher). For the sampled Fisher,
-`backward_to_outputs(closure.sampled_loss())` then runs the sampled-label backward pass to
-the recorded output edges only: autograd computes the output gradients of every layer and
-skips every weight gradient, and `.grad` is left as the closure set it (the true-label
-gradient the update needs). `check_complete()` makes a layer that did not take part an error.
+`backward_to_outputs(closure.outputs, closure.output_gradient(sampled=True))` then runs the
+sampled-label backward pass, from the network's outputs with dLoss/doutputs at the sampled
+labels (no sampled loss is computed, only its gradient), to the recorded output edges only:
+autograd computes the output gradients of every layer and skips every weight gradient, and
+`.grad` is left as the closure set it (the true-label gradient the update needs).
+`check_complete()` makes a layer that did not take part an error.
 
 Why not full-backward module hooks: they wrap each layer's output in a view, which an in-place
 activation after the layer (nn.ReLU(inplace=True), common in VGG and ResNet code) is not
@@ -36,7 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from optimizers.base import call_closure, sampled_loss
+from optimizers.base import call_closure, sampled_output_gradient
 from optimizers.curvature.layers import CapturedLayer, LayerKind, layer_kind, unsupported_reason
 
 ALL_KINDS = (LayerKind.linear, LayerKind.conv2d)
@@ -134,28 +136,29 @@ class CurvatureCapture:
             self._recording = False
 
     def record_step(self, closure: Callable[[], Tensor], sampled: bool, method: str) -> Tensor:
-        """Run the closure with the recording open; with `sampled`, also backpropagate the loss
-        at labels drawn from the model to the layer outputs (their gradients become those of
-        the sampled Fisher; `.grad` keeps the true-label gradient). Checks that every layer
-        took part; returns the closure's loss (NonFiniteLoss when it is not finite)."""
+        """Run the closure with the recording open; with `sampled`, also backpropagate the
+        loss's gradient at labels drawn from the model to the layer outputs (their gradients
+        become those of the sampled Fisher; `.grad` keeps the true-label gradient). Checks
+        that every layer took part; returns the closure's loss (NonFiniteLoss when it is not
+        finite)."""
         with self.recording():
             loss = call_closure(closure, retain_graph=sampled)
         if sampled:
-            self.backward_to_outputs(sampled_loss(closure, method))
+            self.backward_to_outputs(*sampled_output_gradient(closure, method))
         self.check_complete()
         return loss
 
-    def backward_to_outputs(self, loss: Tensor) -> None:
-        """Backpropagate `loss` to the recorded layer outputs only (the sampled-label pass):
-        fills every layer's output gradient without computing weight gradients or touching
-        `.grad`; frees the graph."""
+    def backward_to_outputs(self, root: Tensor, root_gradient: Tensor | None = None) -> None:
+        """Backpropagate from `root` (a loss, or the network's outputs with `root_gradient`,
+        dLoss/droot) to the recorded layer outputs only: fills every layer's output gradient
+        without computing weight gradients or touching `.grad`; frees the graph."""
         missing = [layer.name for layer in self.layers if layer.output_edge is None]
         if missing:
             raise CurvatureCaptureError(self._missing_message("forward", missing))
         for layer in self.layers:
             layer.output_grad = None
         edges = [layer.output_edge for layer in self.layers]
-        torch.autograd.grad(loss, edges, allow_unused=True)  # type: ignore[arg-type]
+        torch.autograd.grad(root, edges, grad_outputs=root_gradient, allow_unused=True)  # type: ignore[arg-type]
 
     def check_complete(self) -> None:
         """Every registered layer has an input and an output gradient on this step."""

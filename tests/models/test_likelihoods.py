@@ -71,3 +71,28 @@ def test_samples_follow_the_predictive_distribution(name: str) -> None:
 def test_unknown_likelihood() -> None:
     with pytest.raises(ValueError, match="Unknown likelihood 'poisson'"):
         make_likelihood("poisson")
+
+
+class _AutogradOnly(BernoulliLikelihood):
+    """A likelihood without a closed form: the base class's autograd of its loss."""
+
+    output_gradient = BernoulliLikelihood.__mro__[1].output_gradient  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize(
+    "likelihood", [CrossEntropy(), BernoulliLikelihood(), GaussianLikelihood(), _AutogradOnly()]
+)
+def test_the_closed_form_output_gradient_is_the_loss_gradient(likelihood) -> None:
+    """(softmax(z) - onehot(y)) / N, (sigmoid(z) - y) / N, (z - y) / N against autograd of
+    the loss, in float64, at targets drawn from the model and at arbitrary ones."""
+    torch.manual_seed(0)
+    outputs = 3 * torch.randn(6, 5, dtype=torch.float64)
+    classes = isinstance(likelihood, CrossEntropy)
+    arbitrary = torch.randint(0, 5, (6,)) if classes else torch.rand_like(outputs)
+    for targets in (likelihood.sample(outputs), arbitrary):
+        leaf = outputs.clone().requires_grad_()
+        (expected,) = torch.autograd.grad(likelihood.loss(leaf, targets), leaf)
+        got = likelihood.output_gradient(outputs, targets)
+        assert not got.requires_grad
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-15)
+    assert torch.equal(outputs, outputs.clone())  # the outputs are not modified

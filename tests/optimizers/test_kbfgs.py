@@ -144,10 +144,10 @@ class RecordingClosure(StepClosure):
         self.seen_inputs: list[Tensor] = []
         self.seen_weights: list[list[Tensor]] = []
 
-    def forward(self) -> Tensor:  # the closure's own pass and the second pass both run it
+    def forward_outputs(self) -> Tensor:  # the closure's own pass and the second pass run it
         self.seen_inputs.append(self.inputs.clone())
         self.seen_weights.append([p.detach().clone() for p in self.model.parameters()])
-        return super().forward()
+        return super().forward_outputs()
 
 
 def test_the_second_pass_evaluates_the_same_batch_at_the_new_weights() -> None:

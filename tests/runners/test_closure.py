@@ -44,16 +44,33 @@ def test_works_with_torch_optimizers() -> None:
     assert closure().item() < first
 
 
-def test_sampled_loss_backpropagates_through_the_retained_graph() -> None:
+def test_the_sampled_output_gradient_backpropagates_through_the_retained_graph() -> None:
     closure = make_closure()
     closure.retain_graph = True
     closure()
-    sampled = closure.sampled_loss()
+    torch.manual_seed(3)
+    gradient = closure.output_gradient(sampled=True)
+    torch.manual_seed(3)  # the same draw: the sampled loss's own gradient, by autograd
+    labels = closure.likelihood.sample(closure.outputs)
     last = list(closure.model.parameters())[-1]
-    (gradient,) = torch.autograd.grad(sampled, [last])
-    assert gradient.shape == last.shape and torch.isfinite(gradient).all()
+    expected = torch.autograd.grad(
+        closure.likelihood.loss(closure.outputs, labels), [last], retain_graph=True
+    )[0]
+    (got,) = torch.autograd.grad(closure.outputs, [last], grad_outputs=gradient)
+    torch.testing.assert_close(got, expected)
 
 
-def test_sampled_loss_needs_a_forward_pass() -> None:
+def test_forward_outputs_evaluates_the_model_without_the_loss() -> None:
+    closure = make_closure()
+    outputs = closure.forward_outputs()
+    assert outputs.requires_grad and closure.loss is None and closure.calls == 1
+    assert all(p.grad is None for p in closure.model.parameters())
+    expected = torch.autograd.grad(
+        closure.likelihood.loss(outputs, closure.targets), [outputs], retain_graph=True
+    )[0]
+    torch.testing.assert_close(closure.output_gradient(), expected)
+
+
+def test_the_output_gradient_needs_a_forward_pass() -> None:
     with pytest.raises(RuntimeError, match="call the closure first"):
-        make_closure().sampled_loss()
+        make_closure().output_gradient(sampled=True)

@@ -103,9 +103,9 @@ def test_the_closure_runs_forward_and_loss_under_autocast_and_backward_in_float3
     assert loss.dtype == F32  # cross-entropy is on autocast's float32 list
     assert all(p.grad is not None and p.grad.dtype == F32 for p in model.parameters())
     # the sampled-Fisher pass (TNT's torch.autograd.grad) gives float32 gradients too
-    sampled = closure.sampled_loss()
-    assert sampled.dtype == F32
-    gradients = torch.autograd.grad(sampled, list(model.parameters()))
+    sampled = closure.output_gradient(sampled=True)
+    assert sampled.dtype == BF16  # dLoss/doutputs in the outputs' dtype, as autograd's
+    gradients = torch.autograd.grad(closure.outputs, list(model.parameters()), sampled)
     assert all(g.dtype == F32 for g in gradients)
     # the default closure is unchanged: no autocast
     exact = StepClosure(model, CrossEntropy(), inputs, targets)
@@ -125,8 +125,13 @@ def test_every_likelihood_gives_a_float32_loss_under_autocast(likelihood: Likeli
     )
     closure = StepClosure(model, likelihood, inputs, targets, autocast=BF16)
     closure.retain_graph = True
-    assert closure().dtype == F32
-    assert closure.sampled_loss().dtype == F32
+    loss = closure()
+    assert loss.dtype == F32
+    # the closed-form output gradient is the autocast loss's own, through autocast's cast
+    assert closure.outputs is not None and closure.loss is not None
+    (expected,) = torch.autograd.grad(closure.loss, [closure.outputs])
+    assert closure.output_gradient().dtype == BF16
+    torch.testing.assert_close(closure.output_gradient(), expected, rtol=0.0, atol=0.0)
 
 
 def test_evaluation_uses_the_same_autocast() -> None:
