@@ -67,7 +67,11 @@ class CrossEntropy(Likelihood):
 
     @torch.no_grad()
     def output_gradient(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        """(softmax(z) - onehot(y)) / N."""
+        """(softmax(z) - onehot(y)) / N for (N, classes) logits and class indices; other
+        shapes and targets F.cross_entropy accepts (per-position logits, class probabilities)
+        by the autograd of the loss."""
+        if outputs.dim() != 2 or targets.dim() != 1:
+            return super().output_gradient(outputs, targets)
         gradient = torch.softmax(outputs, dim=1)
         gradient[torch.arange(len(targets), device=targets.device), targets] -= 1.0
         return gradient.div_(outputs.shape[0])

@@ -96,3 +96,16 @@ def test_the_closed_form_output_gradient_is_the_loss_gradient(likelihood) -> Non
         assert not got.requires_grad
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-15)
     assert torch.equal(outputs, outputs.clone())  # the outputs are not modified
+
+
+@pytest.mark.parametrize("case", ["positions", "probabilities"])
+def test_cross_entropy_s_other_shapes_take_the_autograd_gradient(case: str) -> None:
+    torch.manual_seed(0)
+    if case == "positions":  # (N, classes, positions) logits, (N, positions) classes
+        outputs, targets = torch.randn(4, 3, 5, dtype=torch.float64), torch.randint(0, 3, (4, 5))
+    else:  # class probabilities as targets
+        outputs = torch.randn(4, 3, dtype=torch.float64)
+        targets = torch.softmax(torch.randn(4, 3, dtype=torch.float64), dim=1)
+    leaf = outputs.clone().requires_grad_()
+    (expected,) = torch.autograd.grad(CrossEntropy().loss(leaf, targets), leaf)
+    torch.testing.assert_close(CrossEntropy().output_gradient(outputs, targets), expected)
