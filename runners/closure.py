@@ -11,20 +11,19 @@ curvature-aware methods need, so they need no other hook into the runner:
     likelihood            loss(outputs, targets) and sample(outputs) (models.likelihoods)
     outputs, loss         of the latest call; with `retain_graph = True` their graph is kept
                           so that a second backward pass can follow (the sampled Fisher)
-    forward()             the forward pass and loss alone, with its graph, no backward pass and
-                          `.grad` untouched
-    forward_outputs()     the forward pass alone (the outputs with their graph, no loss): for a
-                          pass that needs only the gradients of the layer outputs (K-BFGS's
-                          second pass backpropagates to them alone)
+    forward_outputs()     the forward pass alone (the outputs with their graph, no loss, no
+                          backward pass and `.grad` untouched): for a pass that needs only the
+                          gradients of the layer outputs (K-BFGS's second pass backpropagates
+                          to them alone)
     output_gradient(sampled)
                           dLoss/doutputs of the latest outputs in closed form (models.likelihoods),
                           at the mini-batch's targets or, with `sampled`, at targets drawn from
                           the model's predictive distribution: backpropagate it from `outputs`
                           (autograd.grad with grad_outputs) for sampled-Fisher statistics or
                           for K-BFGS's pairs; the loss itself is never computed for these passes
-    calls                 how many times the mini-batch was evaluated this step (the closure,
-                          forward() or forward_outputs()). Calling any of them again evaluates
-                          the same mini-batch at the current weights (K-BFGS's second pass).
+    calls                 how many times the mini-batch was evaluated this step (the closure or
+                          forward_outputs()). Calling either again evaluates the same
+                          mini-batch at the current weights (K-BFGS's second pass).
     batch_size            the examples of this mini-batch (this rank's slice of the global
                           batch when data parallel)
     autocast              None (the default): everything in the parameters' precision; a
@@ -53,10 +52,10 @@ DistributedDataParallel's gradient all-reduce, done here for every method rather
 wrapping the model in DDP, because the curvature methods need their hooks on the bare module
 and run backward passes that DDP's reducer does not support (the sampled-label pass to the
 layer outputs, K-BFGS's second pass); for torch.optim's optimizers it is the same as DDP
-(without DDP's overlap of the all-reduce with the backward pass). `forward()` returns this
-rank's loss with its graph, and `output_gradient()` this rank's gradient (of its mean loss):
-their callers reduce what they need (optimizers.base, optimizers.kbfgs). Without a process
-group, or with one rank, nothing of this runs.
+(without DDP's overlap of the all-reduce with the backward pass). `forward_outputs()` returns
+this rank's outputs with their graph, and `output_gradient()` this rank's gradient (of its
+mean loss): their callers reduce what they need (optimizers.base, optimizers.kbfgs).
+Without a process group, or with one rank, nothing of this runs.
 """
 
 from __future__ import annotations
@@ -104,7 +103,9 @@ class StepClosure:
         with phase("forward_backward"), torch.enable_grad():
             self.model.zero_grad(set_to_none=True)
             outputs = self.forward_outputs()
-            loss = self._true_loss(outputs)
+            with self._autocast():
+                loss = self.likelihood.loss(outputs, self.targets)
+            self.loss = loss
             # from the outputs with dLoss/doutputs in closed form, as the passes that need only
             # gradients start (K-BFGS's second pass): the same arithmetic, so two passes at the
             # same weights give bitwise equal gradients. Outside autocast, as PyTorch advises.
@@ -124,16 +125,6 @@ class StepClosure:
         global_loss = loss.to(gradients[0].dtype if gradients else loss.dtype).clone()
         weighted_mean_([*gradients, global_loss.reshape(1)], self.batch_size)
         return global_loss.to(loss.dtype)
-
-    def forward(self) -> Tensor:
-        """The true-label loss at the current weights, with its graph (no backward pass)."""
-        return self._true_loss(self.forward_outputs())
-
-    def _true_loss(self, outputs: Tensor) -> Tensor:
-        with phase("forward_backward"), torch.enable_grad(), self._autocast():
-            loss = self.likelihood.loss(outputs, self.targets)
-        self.loss = loss
-        return loss
 
     def forward_outputs(self) -> Tensor:
         """The model's outputs at the current weights, with their graph (no loss, no backward
